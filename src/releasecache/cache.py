@@ -1,0 +1,401 @@
+"""The resolver: which manifests exist, which one is loaded, and where its files are.
+
+:class:`CloudCache` is the layer scientists rarely see directly: it lists and
+orders manifests, remembers the last one used, warns when it is outdated, maps
+file ids and metadata names to manifest entries, and asks the transfer layer for
+any file that is not yet in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from .diff import ManifestDiff, compare_manifests
+from .errors import (
+    ManifestNotFoundError,
+    NoManifestLoadedError,
+    OfflineError,
+    OutdatedManifestWarning,
+    RemoteNotFoundError,
+    UnknownFileError,
+)
+from .manifest import FileEntry, Manifest, check_relative_path, sort_manifest_names
+from .remote.base import Remote
+from .store import Store
+from .transfer import Transfer, TransferConfig
+
+log = logging.getLogger("releasecache")
+
+
+def _progress_bar(entry: FileEntry, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=entry.size,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=entry.relative_path.rsplit("/", 1)[-1],
+        leave=False,
+        dynamic_ncols=True,
+    )
+
+
+class CloudCache:
+    """A local, verified cache of one project's versioned release.
+
+    Parameters
+    ----------
+    cache_dir
+        The cache directory (created if missing). Many processes may share it.
+    remote
+        Where files come from, or None for an offline cache that serves only
+        what it holds.
+    project
+        The project name: the prefix of every key and of the manifests folder.
+    transfer_config
+        Part size, concurrency and retry limits for downloads.
+    progress
+        Show tqdm progress bars for downloads.
+    read_only
+        Never write to ``cache_dir`` (e.g. a shared site copy owned by someone else).
+    lock_timeout
+        Seconds to wait for another process downloading the same file.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        remote: Remote | None,
+        project: str,
+        *,
+        transfer_config: TransferConfig | None = None,
+        progress: bool = True,
+        read_only: bool = False,
+        lock_timeout: float = 3600.0,
+    ) -> None:
+        check_relative_path(project, what="project name")
+        self.project = project
+        self.remote = remote
+        self.store = Store(cache_dir, read_only=read_only, lock_timeout=lock_timeout)
+        self.transfer = Transfer(self.store, transfer_config)
+        self.progress = progress
+        self._manifest: Manifest | None = None
+        self._remote_names: list[str] | None = None
+
+    # -- constructors -----------------------------------------------------------
+
+    @classmethod
+    def from_s3(
+        cls,
+        cache_dir: str | os.PathLike[str],
+        bucket: str,
+        project: str,
+        *,
+        endpoint_url: str | None = None,
+        anonymous: bool = True,
+        s3_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> "CloudCache":
+        """A cache fed from an S3 bucket (anonymous by default)."""
+        from .remote.s3 import S3Remote
+
+        config = kwargs.get("transfer_config") or TransferConfig()
+        kwargs["transfer_config"] = config
+        remote = S3Remote(bucket, endpoint_url=endpoint_url, anonymous=anonymous,
+                          max_pool_connections=max(10, 2 * config.max_parts_in_flight), **(s3_options or {}))
+        return cls(cache_dir, remote, project, **kwargs)
+
+    @classmethod
+    def from_http(cls, cache_dir: str | os.PathLike[str], base_url: str, project: str, *,
+                  http_options: dict[str, Any] | None = None, **kwargs: Any) -> "CloudCache":
+        """A cache fed over plain HTTP(S) from a public bucket URL or a web mirror."""
+        from .remote.http import HttpRemote
+
+        return cls(cache_dir, HttpRemote(base_url, **(http_options or {})), project, **kwargs)
+
+    @classmethod
+    def from_mirror(cls, cache_dir: str | os.PathLike[str], mirror_dir: str | os.PathLike[str], project: str,
+                    **kwargs: Any) -> "CloudCache":
+        """A cache fed from a local directory laid out like the bucket (a mount or a sync)."""
+        from .remote.local import LocalRemote
+
+        return cls(cache_dir, LocalRemote(mirror_dir), project, **kwargs)
+
+    @classmethod
+    def from_local_cache(cls, cache_dir: str | os.PathLike[str], project: str, **kwargs: Any) -> "CloudCache":
+        """An offline cache: no network at all; serves only what ``cache_dir`` holds."""
+        return cls(cache_dir, None, project, **kwargs)
+
+    def __repr__(self) -> str:
+        loaded = self._manifest.name if self._manifest else "no manifest loaded"
+        return f"<CloudCache {self.store.root} project={self.project!r} ({loaded}) from {self.remote!r}>"
+
+    @property
+    def cache_dir(self) -> Path:
+        """The cache directory."""
+        return self.store.root
+
+    @property
+    def offline(self) -> bool:
+        """True if there is no remote (``from_local_cache``)."""
+        return self.remote is None
+
+    # -- manifests ----------------------------------------------------------------
+
+    def list_manifest_file_names(self, *, refresh: bool = False) -> list[str]:
+        """Names of all manifests of the project, oldest to newest by semver.
+
+        Remote names when online (listed once, then remembered; ``refresh=True``
+        lists again); the downloaded ones when offline.
+        """
+        if self.remote is None:
+            return self.list_all_downloaded_manifests()
+        if self._remote_names is None or refresh:
+            self._remote_names = sort_manifest_names(self.remote.list_manifests(self.project))
+        return list(self._remote_names)
+
+    def latest_manifest_file(self) -> str:
+        """The name of the newest manifest."""
+        names = self.list_manifest_file_names()
+        if not names:
+            where = self.remote.describe() if self.remote else str(self.store.manifests_dir)
+            raise ManifestNotFoundError(f"no manifests for project {self.project!r} in {where}")
+        return names[-1]
+
+    def list_all_downloaded_manifests(self) -> list[str]:
+        """Names of the manifests already in the cache, oldest to newest."""
+        folder = self.store.manifests_dir
+        if not folder.is_dir():
+            return []
+        names = [p.name for p in folder.iterdir()
+                 if p.suffix == ".json" and p.name.startswith(self.project) and not p.name.startswith(".")]
+        return sort_manifest_names(names)
+
+    def latest_downloaded_manifest_file(self) -> str | None:
+        """The newest manifest already in the cache, or None."""
+        names = self.list_all_downloaded_manifests()
+        return names[-1] if names else None
+
+    def current_manifest(self) -> str | None:
+        """The name of the loaded manifest, or None."""
+        return self._manifest.name if self._manifest else None
+
+    @property
+    def manifest(self) -> Manifest:
+        """The loaded :class:`~releasecache.manifest.Manifest`."""
+        if self._manifest is None:
+            raise NoManifestLoadedError("no manifest is loaded; call load_manifest(name) or load_latest_manifest()")
+        return self._manifest
+
+    @property
+    def version(self) -> str:
+        """The loaded manifest's version, e.g. ``0.4.0``."""
+        return self.manifest.version
+
+    @property
+    def file_id_column(self) -> str:
+        """The metadata column that holds file ids (``file_id``)."""
+        return self.manifest.file_id_column
+
+    @property
+    def metadata_file_names(self) -> list[str]:
+        """Names of the loaded manifest's metadata files."""
+        return self.manifest.metadata_file_names
+
+    def get_manifest(self, name: str) -> Manifest:
+        """Read a manifest by name: from the cache if present, else fetch, validate and save it.
+
+        Nothing is written unless the manifest is valid.
+        """
+        check_relative_path(name, what="manifest name")
+        if "/" in name:
+            raise ManifestNotFoundError(f"manifest name {name!r} must be a plain file name")
+        local = self.store.manifests_dir / name
+        if local.is_file():
+            return Manifest.from_path(local)
+        if self.remote is None:
+            have = self.list_all_downloaded_manifests()
+            raise ManifestNotFoundError(
+                f"manifest {name!r} is not in the offline cache {self.store.root}; downloaded: {have or 'none'}"
+            )
+        try:
+            data = self.remote.get_manifest(self.project, name)
+        except RemoteNotFoundError:
+            raise ManifestNotFoundError(
+                f"no manifest {name!r} for project {self.project!r}; available: {self.list_manifest_file_names()}"
+            ) from None
+        manifest = Manifest.from_bytes(data, name=name)  # validate before writing anything
+        self.store.write_manifest(name, data)
+        return manifest
+
+    def load_manifest(self, name: str) -> Manifest:
+        """Load a manifest by name and make it current.
+
+        Warns :class:`~releasecache.errors.OutdatedManifestWarning` if a newer
+        manifest exists, with the calls that show the differences and load the latest.
+        """
+        manifest = self.get_manifest(name)
+        if manifest.project_name != self.project:
+            log.warning("manifest %s names project %r, this cache is for %r", name, manifest.project_name, self.project)
+        self._manifest = manifest
+        state = self.store.read_state().get("last_manifest", {})
+        if not isinstance(state, dict):
+            state = {}
+        if state.get(self.project) != name:
+            state[self.project] = name
+            self.store.update_state(last_manifest=state)
+        try:
+            latest = self.latest_manifest_file()
+        except ManifestNotFoundError:
+            latest = name
+        if latest != name:
+            warnings.warn(
+                f"The manifest you loaded, {name}, is not the latest one ({latest}).\n"
+                f"To see what changed:   cache.compare_manifests('{name}', '{latest}')\n"
+                f"To load the latest:    cache.load_latest_manifest()",
+                OutdatedManifestWarning,
+                stacklevel=2,
+            )
+        self._on_manifest_loaded(manifest)
+        return manifest
+
+    def _on_manifest_loaded(self, manifest: Manifest) -> None:
+        """Hook for subclasses and facades (e.g. to drop cached tables)."""
+
+    def load_latest_manifest(self) -> Manifest:
+        """Load the newest manifest."""
+        return self.load_manifest(self.latest_manifest_file())
+
+    def last_used_manifest_file(self) -> str | None:
+        """The manifest loaded last time in this cache directory, if recorded."""
+        state = self.store.read_state().get("last_manifest", {})
+        name = state.get(self.project) if isinstance(state, dict) else None
+        return name if isinstance(name, str) else None
+
+    def load_last_manifest(self) -> Manifest:
+        """Load the manifest used last in this cache directory, else the latest."""
+        name = self.last_used_manifest_file()
+        if name is not None:
+            try:
+                return self.load_manifest(name)
+            except ManifestNotFoundError:
+                log.warning("last used manifest %s is gone; loading the latest", name)
+        if self.remote is None:
+            latest = self.latest_downloaded_manifest_file()
+            if latest is None:
+                raise ManifestNotFoundError(f"the offline cache {self.store.root} holds no manifest of {self.project!r}")
+            return self.load_manifest(latest)
+        return self.load_latest_manifest()
+
+    def compare_manifests(self, manifest_0_name: str, manifest_1_name: str) -> ManifestDiff:
+        """What changed from one manifest to another (fetching them if needed).
+
+        ``print()`` the result for the familiar report (``project_metadata/units.csv changed``).
+        """
+        return compare_manifests(self.get_manifest(manifest_0_name), self.get_manifest(manifest_1_name))
+
+    # -- entries ---------------------------------------------------------------
+
+    def data_entry(self, file_id: int | str) -> FileEntry:
+        """The manifest entry of a data file id."""
+        if isinstance(file_id, str):
+            key = file_id.strip()
+        else:
+            try:
+                key = str(int(file_id))  # ints, numpy ints, and floats read from CSVs (870.0)
+            except (TypeError, ValueError):
+                raise UnknownFileError(f"file id {file_id!r} is not an integer") from None
+        try:
+            return self.manifest.data_files[key]
+        except KeyError:
+            ids = list(self.manifest.data_files)
+            sample = ", ".join(ids[:8]) + (" …" if len(ids) > 8 else "")
+            raise UnknownFileError(
+                f"file id {file_id!r} is not in manifest {self.manifest.name} ({len(ids)} data files: {sample})"
+            ) from None
+
+    def metadata_entry(self, name: str) -> FileEntry:
+        """The manifest entry of a metadata file (``units`` or ``units.csv``)."""
+        key = name[:-4] if name.endswith(".csv") else name
+        try:
+            return self.manifest.metadata_files[key]
+        except KeyError:
+            raise UnknownFileError(
+                f"{name!r} is not a metadata file of manifest {self.manifest.name}; "
+                f"choose from {self.manifest.metadata_file_names}"
+            ) from None
+
+    # -- local paths ------------------------------------------------------------
+
+    def _local_path(self, entry: FileEntry) -> dict[str, Any]:
+        path = self.store.view_path(self.manifest.view_dir_name, entry.relative_path)
+        return {"local_path": path, "exists": self.store.has_blob(entry.file_hash),
+                "file_hash": entry.file_hash, "version_id": entry.version_id, "url": entry.url}
+
+    def data_path(self, file_id: int | str) -> dict[str, Any]:
+        """Where a data file lives in the cache and whether it is there (downloads nothing)."""
+        return self._local_path(self.data_entry(file_id))
+
+    def metadata_path(self, name: str) -> dict[str, Any]:
+        """Where a metadata file lives in the cache and whether it is there (downloads nothing)."""
+        return self._local_path(self.metadata_entry(name))
+
+    def is_cached(self, entry: FileEntry) -> bool:
+        """True if the verified content of ``entry`` is in the store."""
+        return self.store.has_blob(entry.file_hash)
+
+    # -- downloads ---------------------------------------------------------------
+
+    def ensure(self, entry: FileEntry, *, progress: Callable[[int], None] | None = None) -> Path:
+        """Make ``entry`` present and verified, link its view path, and return that path."""
+        manifest = self.manifest
+        store = self.store
+        if store.has_blob(entry.file_hash):
+            if store.read_only:
+                view = store.view_path(manifest.view_dir_name, entry.relative_path)
+                return view if store.view_is_current(manifest.view_dir_name, entry.relative_path,
+                                                     entry.file_hash) else store.blob_path(entry.file_hash)
+            if store.view_is_current(manifest.view_dir_name, entry.relative_path, entry.file_hash):
+                return store.view_path(manifest.view_dir_name, entry.relative_path)
+            return store.link_view(manifest.view_dir_name, entry.relative_path, entry.file_hash)
+        if self.remote is None:
+            raise OfflineError(
+                f"{entry.relative_path} (version {manifest.version}) is not in the cache {store.root}, "
+                "and this cache is offline; open it with from_s3(...) to download it"
+            )
+        if store.read_only:
+            raise OfflineError(f"{entry.relative_path} is not in the read-only cache {store.root}")
+        bar = None if progress is not None else _progress_bar(entry, self.progress)
+        try:
+            self.transfer.fetch(self.remote, entry, progress=progress or (bar.update if bar else None))
+        finally:
+            if bar is not None:
+                bar.close()
+        return store.link_view(manifest.view_dir_name, entry.relative_path, entry.file_hash)
+
+    def download_data(self, file_id: int | str) -> Path:
+        """Return the local path of a data file, downloading and verifying it if needed."""
+        return self.ensure(self.data_entry(file_id))
+
+    def download_metadata(self, name: str) -> Path:
+        """Return the local path of a metadata CSV, downloading and verifying it if needed."""
+        return self.ensure(self.metadata_entry(name))
+
+    def get_metadata(self, name: str) -> pd.DataFrame:
+        """A metadata CSV as a plain DataFrame (downloaded if needed)."""
+        return pd.read_csv(self.download_metadata(name))
+
+    def entries_for(self, file_ids: Iterable[int | str] | None = None) -> list[FileEntry]:
+        """Entries of the given data file ids, or every file of the manifest."""
+        if file_ids is None:
+            return list(self.manifest.entries())
+        return [self.data_entry(f) for f in file_ids]

@@ -1,0 +1,126 @@
+"""The exception hierarchy of releasecache.
+
+Every failure a user can cause or meet is one of these classes, all under
+:class:`ReleaseCacheError`, so ``except ReleaseCacheError`` catches anything
+the library raises on purpose. Messages say what happened, to which file, and
+what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class ReleaseCacheError(Exception):
+    """Base class of every error raised by releasecache."""
+
+
+# --- manifests -------------------------------------------------------------
+
+
+class ManifestError(ReleaseCacheError, ValueError):
+    """A manifest could not be read or is not valid."""
+
+
+class ManifestParseError(ManifestError):
+    """A manifest is not well-formed JSON (or is too large to be one)."""
+
+
+class ManifestValidationError(ManifestError):
+    """A manifest is JSON but breaks the manifest schema."""
+
+
+class UnsafePathError(ManifestError):
+    """A key, URL or link would place a file outside the cache directory."""
+
+
+class ManifestVersionError(ManifestError):
+    """A manifest version or manifest file name holds no parsable semver."""
+
+
+class ManifestNotFoundError(ReleaseCacheError, LookupError):
+    """No manifest of that name exists remotely or in the cache."""
+
+
+class UnknownFileError(ReleaseCacheError, KeyError):
+    """A file id or metadata name is not listed in the loaded manifest."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NoManifestLoadedError(ReleaseCacheError):
+    """An operation needs a loaded manifest and none is loaded yet."""
+
+
+# --- remotes and transfers -------------------------------------------------
+
+
+class RemoteError(ReleaseCacheError):
+    """A remote (S3, HTTP, mirror) failed to answer as expected."""
+
+
+class RemoteNotFoundError(RemoteError):
+    """The remote says the object (or that version of it) does not exist."""
+
+
+class RemoteAccessError(RemoteError):
+    """The remote refused access (HTTP 401/403, bad credentials)."""
+
+
+class TransientRemoteError(RemoteError):
+    """A failure worth retrying: connection reset, timeout, stall, 429, 5xx, SlowDown.
+
+    Parameters
+    ----------
+    message
+        What went wrong.
+    retry_after
+        Seconds the server asked us to wait (``Retry-After``), if any.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OfflineError(ReleaseCacheError):
+    """The cache has no remote (``from_local_cache``) and the file is not cached."""
+
+
+class IntegrityError(ReleaseCacheError):
+    """Downloaded bytes do not match the manifest (hash, size or version id)."""
+
+
+class DownloadError(ReleaseCacheError):
+    """A download failed after all retries; names the file, attempts and last cause."""
+
+
+class LockTimeoutError(ReleaseCacheError, TimeoutError):
+    """Waited too long for another process that holds a blob's lock."""
+
+
+class StorageError(ReleaseCacheError, OSError):
+    """The cache directory cannot be written: full disk, permissions, bad layout."""
+
+
+# --- project facade --------------------------------------------------------
+
+
+class UnknownSessionError(ReleaseCacheError, KeyError):
+    """A session or probe id is not in the metadata tables (or has no file)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# --- warnings --------------------------------------------------------------
+
+
+class OutdatedManifestWarning(UserWarning):
+    """The loaded manifest is not the latest one published."""
+
+
+class MissingLocalManifestWarning(UserWarning):
+    """A file expected in the cache was not found where the manifest says."""
+
+
+__all__ = [name for name in dir() if name[0].isupper()]

@@ -1,0 +1,88 @@
+"""What every remote offers: list manifests, fetch one, read a pinned byte range."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
+
+from ..errors import RemoteError
+from ..manifest import S3Location
+
+
+class RangeNotSatisfiable(RemoteError):
+    """The server answered 416 (e.g. a range request on an empty object)."""
+
+
+@dataclass
+class RangeResponse:
+    """An open answer to a (ranged) GET.
+
+    Attributes
+    ----------
+    start
+        Offset of the first byte in ``chunks`` within the object.
+    length
+        Number of bytes the server says it will send (``Content-Length``), or None.
+    total_size
+        Size of the whole object (from ``Content-Range`` or, for a full GET,
+        ``Content-Length``), or None if the server did not say.
+    version_id
+        The version the server says it is sending, or None if it did not say.
+    chunks
+        The body, as an iterator of byte strings. Transport errors while
+        iterating are raised as :class:`~releasecache.errors.TransientRemoteError`.
+    partial
+        True if the server honoured the Range (206); False for a full answer (200).
+    """
+
+    start: int
+    length: int | None
+    total_size: int | None
+    version_id: str | None
+    chunks: Iterator[bytes]
+    partial: bool
+    _closer: object = None
+
+    def close(self) -> None:
+        """Release the connection back to the pool."""
+        close = getattr(self._closer, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # closing a broken stream must not mask the real error
+                pass
+
+    def __enter__(self) -> "RangeResponse":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Remote(ABC):
+    """A place bytes come from. Subclasses must be safe to use from many threads
+    and must pickle (they reconnect lazily after unpickling)."""
+
+    #: True if the remote can prove which version it served (S3, HTTP to S3).
+    reports_version = True
+
+    @abstractmethod
+    def list_manifests(self, project: str) -> list[str]:
+        """Names of the manifest files under ``<project>/manifests/`` (unsorted)."""
+
+    @abstractmethod
+    def get_manifest(self, project: str, name: str) -> bytes:
+        """The bytes of one manifest file."""
+
+    @abstractmethod
+    def get_range(self, location: S3Location, start: int = 0, end: int | None = None) -> RangeResponse:
+        """Open a GET of bytes ``start..end`` (inclusive; None means to the end),
+        pinned to ``location.version_id``."""
+
+    def describe(self) -> str:
+        """A short human description, for messages."""
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"

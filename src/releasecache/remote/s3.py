@@ -1,0 +1,230 @@
+"""S3 through boto3: anonymous by default, pinned to version ids, ranged reads."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator
+
+from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
+from ..manifest import S3Location
+from ._retry_codes import (
+    DENIED_S3_CODES,
+    NOT_FOUND_S3_CODES,
+    RETRY_S3_CODES,
+    RETRY_STATUSES,
+    parse_content_range,
+    parse_retry_after,
+)
+from .base import RangeNotSatisfiable, RangeResponse, Remote
+
+CHUNK = 1024 * 1024
+
+
+def _translate(exc: BaseException, what: str) -> RemoteError:
+    """Turn a botocore/urllib3 exception into our hierarchy."""
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        meta = exc.response.get("ResponseMetadata", {})
+        status = int(meta.get("HTTPStatusCode") or 0)
+        headers = meta.get("HTTPHeaders", {}) or {}
+        msg = f"{what}: {code or status} {err.get('Message', '')}".rstrip()
+        if code in NOT_FOUND_S3_CODES or status == 404:
+            return RemoteNotFoundError(msg)
+        if code in DENIED_S3_CODES or status in (401, 403):
+            return RemoteAccessError(msg + " (the bucket may need credentials)")
+        if code in RETRY_S3_CODES or status in RETRY_STATUSES:
+            return TransientRemoteError(msg, parse_retry_after(headers.get("retry-after")))
+        if code == "InvalidRange" or status == 416:
+            return RangeNotSatisfiable(msg)
+        return RemoteError(msg)
+    # Everything else from the transport (connection refused/reset, timeouts,
+    # truncated bodies) is worth another try.
+    return TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class S3Remote(Remote):
+    """Objects in an S3 bucket (or an S3-compatible endpoint).
+
+    Parameters
+    ----------
+    bucket
+        The bucket to read from. Keys come from the manifest URLs; their bucket
+        is used only when this is None (so a mirror bucket can serve a manifest
+        whose URLs name the original bucket).
+    endpoint_url
+        A custom S3 endpoint (MinIO, a local test server, a mirror). Path-style
+        addressing is used with a custom endpoint.
+    anonymous
+        Sign nothing (public buckets). If False, boto3's usual credential chain
+        applies, or the explicit keys / profile given here.
+    region
+        AWS region; the default suits the public VBN bucket.
+    max_pool_connections
+        Connections kept open for reuse; should be at least the transfer concurrency.
+    connect_timeout, read_timeout
+        Seconds. ``read_timeout`` is the stall timeout: a connection that sends no
+        bytes for that long is abandoned and retried by the transfer layer.
+    """
+
+    def __init__(
+        self,
+        bucket: str | None = None,
+        *,
+        endpoint_url: str | None = None,
+        anonymous: bool = True,
+        region: str | None = "us-west-2",
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        profile_name: str | None = None,
+        max_pool_connections: int = 32,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 30.0,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.anonymous = anonymous and aws_access_key_id is None and profile_name is None
+        self.region = region
+        self._credentials = (aws_access_key_id, aws_secret_access_key, aws_session_token)
+        self.profile_name = profile_name
+        self.max_pool_connections = max_pool_connections
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    # -- pickling: the client holds sockets; rebuild it on the other side -------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client, created on first use (thread-safe)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        config = Config(
+            signature_version=UNSIGNED if self.anonymous else None,
+            max_pool_connections=self.max_pool_connections,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            # Our transfer layer retries with its own policy, uniformly for all remotes.
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            s3={"addressing_style": "path"} if self.endpoint_url else None,
+        )
+        key, secret, token = self._credentials
+        session = boto3.session.Session(
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+            profile_name=self.profile_name,
+            region_name=self.region,
+        )
+        return session.client("s3", endpoint_url=self.endpoint_url, config=config)
+
+    def describe(self) -> str:
+        where = self.endpoint_url or "AWS"
+        return f"S3Remote s3://{self.bucket or '<from URLs>'} at {where}"
+
+    def _bucket_for(self, location: S3Location) -> str:
+        return self.bucket or location.bucket
+
+    # -- listing and manifests ------------------------------------------------
+
+    def list_manifests(self, project: str) -> list[str]:
+        prefix = f"{project}/manifests/"
+        names: list[str] = []
+        bucket = self.bucket
+        if bucket is None:
+            raise RemoteError("S3Remote needs a bucket to list manifests")
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for obj in page.get("Contents", []) or []:
+                    name = obj["Key"][len(prefix):]
+                    if name and "/" not in name and name.endswith(".json"):
+                        names.append(name)
+        except Exception as exc:
+            raise _translate(exc, f"listing s3://{bucket}/{prefix}") from None
+        return names
+
+    def get_manifest(self, project: str, name: str) -> bytes:
+        key = f"{project}/manifests/{name}"
+        if self.bucket is None:
+            raise RemoteError("S3Remote needs a bucket to fetch manifests")
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            return response["Body"].read()
+        except Exception as exc:
+            raise _translate(exc, f"fetching manifest s3://{self.bucket}/{key}") from None
+
+    # -- data -----------------------------------------------------------------
+
+    def get_range(self, location: S3Location, start: int = 0, end: int | None = None) -> RangeResponse:
+        bucket = self._bucket_for(location)
+        what = f"s3://{bucket}/{location.key}" + (f"?versionId={location.version_id}" if location.version_id else "")
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": location.key}
+        if location.version_id:
+            kwargs["VersionId"] = location.version_id
+        ranged = not (start == 0 and end is None)
+        if ranged or end is not None:
+            kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            response = self.client.get_object(**kwargs)
+        except Exception as exc:
+            raise _translate(exc, f"GET {what}") from None
+        body = response["Body"]
+        content_range = parse_content_range(response.get("ContentRange"))
+        length = response.get("ContentLength")
+        if content_range is not None:
+            first, _last, total = content_range
+            partial = True
+        else:
+            first, total, partial = 0, length, False
+        return RangeResponse(
+            start=first,
+            length=length,
+            total_size=total,
+            version_id=response.get("VersionId"),
+            chunks=self._iter_body(body, what),
+            partial=partial,
+            _closer=body,
+        )
+
+    @staticmethod
+    def _iter_body(body: Any, what: str) -> Iterator[bytes]:
+        try:
+            while True:
+                chunk = body.read(CHUNK)
+                if not chunk:
+                    return
+                yield chunk
+        except Exception as exc:
+            raise _translate(exc, f"reading {what}") from None
+
+    def put_object(self, key: str, data: bytes | Any, **extra: Any) -> str | None:
+        """Upload an object (publisher use); return the version id the server assigned."""
+        try:
+            response = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+        except Exception as exc:
+            raise _translate(exc, f"PUT s3://{self.bucket}/{key}") from None
+        return response.get("VersionId")

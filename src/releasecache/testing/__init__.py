@@ -1,0 +1,1 @@
+"""Helpers that run real servers on loopback, for the test suite, the demo and benchmarks."""

@@ -1,0 +1,502 @@
+"""Bytes from a remote into a verified blob.
+
+One file is fetched as concurrent ranged GETs pinned to its version id; the
+blake2b is computed in order as parts arrive (out-of-order parts wait in a
+bounded window, so nothing is read twice and memory stays bounded). Progress is
+recorded in a small sidecar next to the partial file, so an interrupted
+download resumes with only the missing ranges. Nothing is published until the
+full hash matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .errors import (
+    DownloadError,
+    IntegrityError,
+    RemoteError,
+    StorageError,
+    TransientRemoteError,
+)
+from .manifest import FileEntry
+from .remote.base import RangeNotSatisfiable, RangeResponse, Remote
+from .store import Store, _storage_error, atomic_write
+
+log = logging.getLogger("releasecache")
+
+MiB = 1024 * 1024
+Progress = Callable[[int], None]
+SIDECAR_FORMAT = 1
+
+
+@dataclass
+class TransferConfig:
+    """How downloads behave. The defaults suit both 4 KB and 4 GB files.
+
+    Attributes
+    ----------
+    part_size
+        Bytes per ranged GET. The first GET of every file asks for one part,
+        so a small file costs exactly one request.
+    max_parts_in_flight
+        Ranged GETs running at once for one file (also the size of the shared
+        connection pool used by all files).
+    window
+        Parts that may be fetched ahead of the hashing position; bounds memory
+        to about ``window * part_size`` per file.
+    max_attempts
+        Tries per request before giving up on a transient failure.
+    backoff_base, backoff_max
+        Exponential backoff with jitter: ``min(max, base * 2**n)`` seconds,
+        scaled by a random factor in [0.5, 1]; a server's ``Retry-After`` wins.
+    integrity_attempts
+        Whole-file downloads tried when the hash does not match.
+    """
+
+    part_size: int = 8 * MiB
+    max_parts_in_flight: int = 8
+    window: int = 10
+    max_attempts: int = 8
+    backoff_base: float = 0.2
+    backoff_max: float = 30.0
+    integrity_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if self.part_size < 64 * 1024:
+            raise ValueError("part_size must be at least 64 KiB")
+        if self.max_parts_in_flight < 1 or self.window < 1 or self.max_attempts < 1:
+            raise ValueError("max_parts_in_flight, window and max_attempts must be >= 1")
+
+
+class _Cancelled(Exception):
+    """Internal: the file's download was abandoned (another part failed, or Ctrl-C)."""
+
+
+def _merge(ranges: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """Merge half-open ``[start, end)`` ranges."""
+    out: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return out
+
+
+def _covered(ranges: list[list[int]], start: int, end: int) -> bool:
+    return any(a <= start and end <= b for a, b in ranges)
+
+
+def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+class Transfer:
+    """Fetches manifest entries into a :class:`~releasecache.store.Store`.
+
+    One ``Transfer`` owns a thread pool for ranged parts that every file shares,
+    so total connections stay bounded however many files run at once.
+    """
+
+    def __init__(self, store: Store, config: TransferConfig | None = None) -> None:
+        self.store = store
+        self.config = config or TransferConfig()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self.stats = {"requests": 0, "bytes": 0, "retries": 0}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_pool"] = None
+        state.pop("_pool_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._pool_lock = threading.Lock()
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.config.max_parts_in_flight, thread_name_prefix="rc-part")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the part pool (idle threads only; running parts finish)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    # -- public -----------------------------------------------------------------
+
+    def fetch(self, remote: Remote, entry: FileEntry, *, progress: Progress | None = None) -> Path:
+        """Make the blob of ``entry`` present and verified; return its path.
+
+        Waits (holding nothing) if another process is downloading the same blob,
+        then uses its result.
+        """
+        h = entry.file_hash
+        if self.store.has_blob(h):
+            return self.store.blob_path(h)
+        with self.store.lock(h):
+            if self.store.has_blob(h):  # another process finished it while we waited
+                return self.store.blob_path(h)
+            last: IntegrityError | None = None
+            for attempt in range(1, self.config.integrity_attempts + 1):
+                try:
+                    partial = self._download(remote, entry, progress)
+                except IntegrityError as exc:
+                    self._discard(h)
+                    last = exc
+                    if getattr(exc, "permanent", False):
+                        raise
+                    log.warning("%s (attempt %d of %d); fetching it again from the start",
+                                exc, attempt, self.config.integrity_attempts)
+                    continue
+                except StorageError:
+                    self._discard(h)  # a full disk must not keep a half file around
+                    raise
+                return self.store.publish(partial, h)
+            raise IntegrityError(
+                f"{entry.relative_path}: content did not match the manifest's blake2b after "
+                f"{self.config.integrity_attempts} downloads; last problem: {last}"
+            )
+
+    # -- internals --------------------------------------------------------------
+
+    def _discard(self, file_hash: str) -> None:
+        for path in (self.store.partial_path(file_hash), self.store.sidecar_path(file_hash)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove %s: %s", path, exc)
+
+    def _retrying(self, what: str, fn: Callable[[], object], cancel: threading.Event | None = None) -> object:
+        cfg = self.config
+        for attempt in range(1, cfg.max_attempts + 1):
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled()
+            try:
+                self.stats["requests"] += 1
+                return fn()
+            except TransientRemoteError as exc:
+                if attempt == cfg.max_attempts:
+                    raise DownloadError(
+                        f"{what}: gave up after {attempt} attempts; last error: {exc}"
+                    ) from exc
+                self.stats["retries"] += 1
+                if exc.retry_after is not None:
+                    delay = exc.retry_after
+                else:
+                    delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                log.info("%s: %s; retry %d of %d in %.2f s", what, exc, attempt, cfg.max_attempts - 1, delay)
+                if cancel is not None:
+                    if cancel.wait(delay):
+                        raise _Cancelled() from None
+                else:
+                    time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _check_version(entry: FileEntry, response: RangeResponse, remote: Remote) -> None:
+        if not remote.reports_version or not entry.version_id or response.version_id is None:
+            return
+        if response.version_id != entry.version_id:
+            err = IntegrityError(
+                f"{entry.relative_path}: asked for version {entry.version_id} but the server sent "
+                f"version {response.version_id}; refusing it"
+            )
+            err.permanent = True  # type: ignore[attr-defined]
+            raise err
+
+    def _read_sidecar(self, entry: FileEntry) -> dict | None:
+        h = entry.file_hash
+        try:
+            with open(self.store.sidecar_path(h), "rb") as fh:
+                state = json.loads(fh.read(1 << 20))
+            size = os.path.getsize(self.store.partial_path(h))
+        except (OSError, ValueError):
+            return None
+        if not (
+            isinstance(state, dict)
+            and state.get("format") == SIDECAR_FORMAT
+            and state.get("url") == entry.url
+            and state.get("version_id") == entry.version_id
+            and state.get("file_hash") == h
+            and isinstance(state.get("size"), int)
+            and state["size"] == size
+            and (entry.size is None or entry.size == size)
+            and isinstance(state.get("done"), list)
+        ):
+            log.info("%s: partial download does not match the manifest entry; starting over", entry.relative_path)
+            return None
+        try:
+            state["done"] = _merge((int(a), int(b)) for a, b in state["done"] if 0 <= int(a) < int(b) <= size)
+        except (TypeError, ValueError):
+            return None
+        return state
+
+    def _write_sidecar(self, entry: FileEntry, size: int, done: list[list[int]]) -> None:
+        record = {
+            "format": SIDECAR_FORMAT,
+            "url": entry.url,
+            "version_id": entry.version_id,
+            "file_hash": entry.file_hash,
+            "size": size,
+            "done": done,
+        }
+        try:
+            atomic_write(self.store.sidecar_path(entry.file_hash), json.dumps(record).encode())
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot record progress of {entry.relative_path}") from None
+
+    def _open_first(self, remote: Remote, entry: FileEntry) -> RangeResponse:
+        """The first GET: one part, which also tells the object's size."""
+        loc = entry.location
+
+        def attempt() -> RangeResponse:
+            try:
+                return remote.get_range(loc, 0, self.config.part_size - 1)
+            except RangeNotSatisfiable:
+                return remote.get_range(loc, 0, None)  # an empty object has no byte 0
+
+        return self._retrying(f"{entry.relative_path}", attempt)  # type: ignore[return-value]
+
+    def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
+        """Fetch into ``.partial/<hash>`` and verify; return the partial path."""
+        h = entry.file_hash
+        self.store._mkdir(self.store.partial_dir)
+        partial = self.store.partial_path(h)
+        state = self._read_sidecar(entry)
+        first_data: bytearray | None = None
+        if state is None:
+            self._discard(h)
+            response = self._open_first(remote, entry)
+            try:
+                self._check_version(entry, response, remote)
+                if not response.partial or response.total_size is None:
+                    # The server sent the whole object (tiny object, or Range not honoured).
+                    return self._stream_whole(remote, entry, response, progress)
+                size = response.total_size
+                if entry.size is not None and size != entry.size:
+                    raise IntegrityError(f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}")
+                first_len = min(self.config.part_size, size)
+                first_data = self._collect(response, first_len, entry, progress, None)
+            finally:
+                response.close()
+            done: list[list[int]] = []
+        else:
+            size = state["size"]
+            done = state["done"]
+            log.info("%s: resuming; %d of %d bytes already here", entry.relative_path,
+                     sum(b - a for a, b in done), size)
+        try:
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot create {partial}") from None
+        try:
+            if state is None:
+                try:
+                    os.ftruncate(fd, size)
+                    if first_data is not None and len(first_data):
+                        _pwrite_all(fd, first_data, 0)
+                except OSError as exc:
+                    raise _storage_error(exc, f"cannot write {partial}") from None
+                if first_data is not None and len(first_data):
+                    done = [[0, len(first_data)]]
+                self._write_sidecar(entry, size, done)
+            digest = self._fetch_parts(remote, entry, fd, size, done, first_data, progress)
+        finally:
+            os.close(fd)
+        if digest != h:
+            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes is {digest[:16]}…, "
+                                 f"manifest says {h[:16]}…")
+        try:
+            os.unlink(self.store.sidecar_path(h))
+        except OSError:
+            pass
+        return partial
+
+    def _collect(self, response: RangeResponse, expected: int, entry: FileEntry,
+                 progress: Progress | None, cancel: threading.Event | None) -> bytearray:
+        """Read exactly ``expected`` bytes of a response into memory."""
+        buf = bytearray(expected)
+        view = memoryview(buf)
+        got = 0
+        try:
+            for chunk in response.chunks:
+                if cancel is not None and cancel.is_set():
+                    raise _Cancelled()
+                n = len(chunk)
+                if got + n > expected:
+                    raise TransientRemoteError(
+                        f"{entry.relative_path}: server sent more than the {expected} bytes asked for "
+                        f"(from offset {response.start})")
+                view[got:got + n] = chunk
+                got += n
+                if progress:
+                    progress(n)
+        except BaseException:
+            if progress and got:
+                progress(-got)
+            raise
+        if got != expected:
+            if progress and got:
+                progress(-got)
+            raise TransientRemoteError(
+                f"{entry.relative_path}: connection ended after {got} of {expected} bytes (offset {response.start})")
+        self.stats["bytes"] += got
+        return buf
+
+    def _stream_whole(self, remote: Remote, entry: FileEntry, response: RangeResponse,
+                      progress: Progress | None) -> Path:
+        """Write a full (non-ranged) answer to the partial file, hashing as it streams."""
+        h = entry.file_hash
+        partial = self.store.partial_path(h)
+        hasher = hashlib.blake2b()
+        got = 0
+        try:
+            with open(partial, "wb") as fh:
+                for chunk in response.chunks:
+                    hasher.update(chunk)
+                    fh.write(chunk)
+                    got += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot write {partial}") from None
+        except TransientRemoteError:
+            if progress and got:
+                progress(-got)
+            raise IntegrityError(f"{entry.relative_path}: the connection broke after {got} bytes") from None
+        expected = response.length if response.length is not None else response.total_size
+        if expected is not None and got != expected:
+            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, server announced {expected}")
+        if entry.size is not None and got != entry.size:
+            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, manifest says {entry.size}")
+        self.stats["bytes"] += got
+        if hasher.hexdigest() != h:
+            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes does not match the manifest")
+        return partial
+
+    def _fetch_part(self, remote: Remote, entry: FileEntry, fd: int, start: int, end: int, size: int,
+                    progress: Progress | None, cancel: threading.Event) -> bytearray:
+        """One ranged GET ``[start, end)`` with retries; written at its offset; returned for hashing."""
+        expected = end - start
+
+        def attempt() -> bytearray:
+            response = remote.get_range(entry.location, start, end - 1)
+            try:
+                self._check_version(entry, response, remote)
+                if not response.partial or response.start != start:
+                    raise RemoteError(f"{entry.relative_path}: server ignored the Range header "
+                                      f"(asked for offset {start})")
+                if response.total_size is not None and response.total_size != size:
+                    raise IntegrityError(f"{entry.relative_path}: object size changed from {size} to "
+                                         f"{response.total_size} during the download")
+                return self._collect(response, expected, entry, progress, cancel)
+            finally:
+                response.close()
+
+        data = self._retrying(f"{entry.relative_path} bytes {start}-{end - 1}", attempt, cancel)
+        try:
+            _pwrite_all(fd, data, start)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot write {self.store.partial_path(entry.file_hash)}") from None
+        return data  # type: ignore[return-value]
+
+    def _fetch_parts(self, remote: Remote, entry: FileEntry, fd: int, size: int, done: list[list[int]],
+                     first: bytearray | None, progress: Progress | None) -> str:
+        """Fetch every missing part and return the blake2b of the whole file, hashed in order."""
+        cfg = self.config
+        parts = [(s, min(s + cfg.part_size, size)) for s in range(0, size, cfg.part_size)] or [(0, 0)]
+        hasher = hashlib.blake2b()
+        buffered: dict[int, bytearray] = {}
+        if first is not None and len(first):
+            buffered[0] = first
+        on_disk = {s for s, e in parts if _covered(done, s, e) and s not in buffered}
+        to_fetch = [(s, e) for s, e in parts if e > s and not _covered(done, s, e)]
+        cancel = threading.Event()
+        futures: dict[Future, tuple[int, int]] = {}
+        next_submit = 0
+        hash_index = 0  # index into parts of the next part to hash
+        try:
+            while hash_index < len(parts):
+                # Keep the window full: fetch ahead of the hashing position, but not too far.
+                while (next_submit < len(to_fetch) and len(futures) < cfg.max_parts_in_flight
+                       and len(futures) + len(buffered) < cfg.window):
+                    s, e = to_fetch[next_submit]
+                    fut = self.pool.submit(self._fetch_part, remote, entry, fd, s, e, size, progress, cancel)
+                    futures[fut] = (s, e)
+                    next_submit += 1
+                # Hash everything contiguous from the current position.
+                progressed = False
+                while hash_index < len(parts):
+                    s, e = parts[hash_index]
+                    if e == s:
+                        hash_index += 1
+                        continue
+                    if s in buffered:
+                        hasher.update(buffered.pop(s))
+                    elif s in on_disk:
+                        self._hash_from_disk(fd, s, e, hasher)
+                    else:
+                        break
+                    hash_index += 1
+                    progressed = True
+                if hash_index >= len(parts):
+                    break
+                if progressed and next_submit < len(to_fetch) and len(futures) < cfg.max_parts_in_flight:
+                    continue
+                if not futures:
+                    raise AssertionError("download stalled with nothing in flight")
+                finished, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    s, e = futures.pop(fut)
+                    buffered[s] = fut.result()  # raises the part's error
+                    done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
+                self._write_sidecar(entry, size, done)
+        except BaseException:
+            cancel.set()
+            for fut in futures:
+                fut.cancel()
+            wait(list(futures))  # let running parts stop before the fd closes
+            for fut, (s, e) in futures.items():
+                if not fut.cancelled() and fut.exception() is None:
+                    done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
+            try:
+                self._write_sidecar(entry, size, done)
+            except StorageError:
+                pass
+            raise
+        return hasher.hexdigest()
+
+    @staticmethod
+    def _hash_from_disk(fd: int, start: int, end: int, hasher: "hashlib._Hash") -> None:
+        """Hash bytes a previous (interrupted) run already wrote: the resume case."""
+        offset = start
+        while offset < end:
+            chunk = os.pread(fd, min(4 * MiB, end - offset), offset)
+            if not chunk:
+                raise IntegrityError("partial file is shorter than its sidecar says")
+            hasher.update(chunk)
+            offset += len(chunk)

@@ -1,0 +1,41 @@
+"""compare_manifests on the published toy release: every kind of change."""
+
+from __future__ import annotations
+
+from releasecache import compare_manifests
+from releasecache.diff import EQUIVALENT_TEXT
+
+
+def test_every_kind_of_change(toy_bucket):
+    v1, v2, v3 = toy_bucket.manifests
+    diff = compare_manifests(v1, v2)
+    assert [c.path for c in diff.changed] == ["project_metadata/units.csv", "sessions/102/session_102.dat"]
+    assert [c.path for c in diff.created] == ["sessions/104/session_104.dat"]
+    assert [c.path for c in diff.deleted] == ["sessions/103/session_103.dat"]
+    assert [(c.path, c.new_path) for c in diff.renamed] == [("sessions/101/session_101.dat", "moved/101/session_101.dat")]
+    text = str(diff)
+    assert "project_metadata/units.csv changed" in text
+    assert "sessions/101/session_101.dat renamed moved/101/session_101.dat" in text
+    assert "sessions/103/session_103.dat deleted" in text
+    assert text.index("units.csv") < text.index("session_102")  # metadata first
+    frame = diff.to_frame()
+    assert len(frame) == 5 and set(frame["kind"]) == {"changed", "created", "deleted", "renamed"}
+    assert frame.loc[frame.kind == "changed", "section"].tolist() == ["metadata", "data"]
+
+
+def test_metadata_created_and_deleted(toy_bucket):
+    _, v2, v3 = toy_bucket.manifests
+    diff = compare_manifests(v2, v3)
+    kinds = {(c.kind, c.path) for c in diff.metadata_changes}
+    assert kinds == {("changed", "project_metadata/channels.csv"), ("created", "project_metadata/extra.csv"),
+                     ("deleted", "project_metadata/probes.csv")}
+    assert "Changes to metadata files" in diff.to_markdown() or "Created" in diff.to_markdown()
+
+
+def test_equivalent(toy_bucket, tmp_path):
+    v1 = toy_bucket.manifests[0]
+    path = tmp_path / v1.name
+    path.write_text(v1.to_json())
+    diff = compare_manifests(v1, path)
+    assert not diff and str(diff) == EQUIVALENT_TEXT
+    assert diff.to_dict()["equivalent"] is True
