@@ -12,7 +12,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import pandas as pd
 
@@ -29,6 +29,9 @@ from .manifest import FileEntry, Manifest, check_relative_path, sort_manifest_na
 from .remote.base import Remote
 from .store import Store
 from .transfer import Transfer, TransferConfig
+
+if TYPE_CHECKING:
+    from .bulk import PrefetchPlan, PrefetchReport
 
 log = logging.getLogger("releasecache")
 
@@ -399,3 +402,67 @@ class CloudCache:
         if file_ids is None:
             return list(self.manifest.entries())
         return [self.data_entry(f) for f in file_ids]
+
+    # -- bulk ------------------------------------------------------------------
+
+    def plan_prefetch(self, file_ids: Iterable[int | str] | None = None, *, metadata: bool = True,
+                      stat_remote: bool = False) -> "PrefetchPlan":
+        """What :meth:`prefetch` would do: bytes to fetch, present, reusable from other versions."""
+        from .bulk import plan
+
+        return plan(self, self._bulk_entries(file_ids, metadata), stat_remote=stat_remote)
+
+    def _bulk_entries(self, file_ids: Iterable[int | str] | None, metadata: bool) -> list[FileEntry]:
+        if file_ids is None:
+            entries = list(self.manifest.data_files.values())
+        else:
+            entries = [self.data_entry(f) for f in file_ids]
+        if metadata:
+            entries = list(self.manifest.metadata_files.values()) + entries
+        return entries
+
+    def prefetch(
+        self,
+        file_ids: Iterable[int | str] | None = None,
+        *,
+        metadata: bool = True,
+        executor: Any = None,
+        max_files: int = 4,
+        progress: bool | None = None,
+        stat_remote: bool = False,
+        shard: tuple[int, int] | None = None,
+    ) -> "PrefetchReport":
+        """Download many files of the current manifest at once.
+
+        Parameters
+        ----------
+        file_ids
+            Data file ids to fetch; None means every data file of the manifest.
+        metadata
+            Also fetch the metadata CSVs.
+        executor
+            Any :class:`concurrent.futures.Executor` (e.g. Dask's
+            ``client.get_executor()``); threads by default.
+        max_files
+            Files fetched at once with the default executor (each file also
+            uses ranged parts in parallel).
+        progress
+            One aggregated progress bar (defaults to the cache's setting).
+        stat_remote
+            Ask the remote for sizes first, so the plan and the bar show bytes.
+        shard
+            ``(k, n)``: fetch only the k-th of n deterministic shards (job arrays).
+
+        Returns
+        -------
+        PrefetchReport
+            Fetched, reused (linked from other versions), present, and failed
+            files with reasons. One failure never stops the others.
+        """
+        from .bulk import prefetch, shard as take_shard
+
+        entries = self._bulk_entries(file_ids, metadata)
+        if shard is not None:
+            entries = take_shard(entries, *shard)
+        return prefetch(self, entries, executor=executor, max_files=max_files,
+                        progress=self.progress if progress is None else progress, stat_remote=stat_remote)

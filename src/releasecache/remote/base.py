@@ -80,6 +80,13 @@ class Remote(ABC):
         """Open a GET of bytes ``start..end`` (inclusive; None means to the end),
         pinned to ``location.version_id``."""
 
+    def stat(self, location: S3Location) -> int:
+        """Size in bytes of the pinned object (a HEAD request, or equivalent)."""
+        with self.get_range(location, 0, 0) as response:
+            if response.total_size is None:
+                raise RemoteError(f"{self.describe()} did not report the size of {location.key}")
+            return response.total_size
+
     def describe(self) -> str:
         """A short human description, for messages."""
         return type(self).__name__

@@ -53,6 +53,12 @@ class LocalRemote(Remote):
         except PermissionError as exc:
             raise RemoteAccessError(f"cannot read {path}: {exc.strerror}") from None
 
+    def stat(self, location: S3Location) -> int:
+        try:
+            return self._path(location.key).stat().st_size
+        except FileNotFoundError:
+            raise RemoteNotFoundError(f"{location.key} does not exist in the mirror {self.root}") from None
+
     def get_range(self, location: S3Location, start: int = 0, end: int | None = None) -> RangeResponse:
         path = self._path(location.key)
         try:

@@ -210,6 +210,16 @@ class S3Remote(Remote):
             _closer=body,
         )
 
+    def stat(self, location: S3Location) -> int:
+        bucket = self._bucket_for(location)
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": location.key}
+        if location.version_id:
+            kwargs["VersionId"] = location.version_id
+        try:
+            return int(self.client.head_object(**kwargs)["ContentLength"])
+        except Exception as exc:
+            raise _translate(exc, f"HEAD s3://{bucket}/{location.key}") from None
+
     @staticmethod
     def _iter_body(body: Any, what: str) -> Iterator[bytes]:
         try:
