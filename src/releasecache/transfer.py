@@ -269,17 +269,37 @@ class Transfer:
         except OSError as exc:
             raise _storage_error(exc, f"cannot record progress of {entry.relative_path}") from None
 
-    def _open_first(self, remote: Remote, entry: FileEntry) -> RangeResponse:
-        """The first GET: one part, which also tells the object's size."""
+    def _first_part(self, remote: Remote, entry: FileEntry,
+                    progress: Progress | None) -> tuple[RangeResponse, bytearray | None]:
+        """The first GET asks for one part, which also tells the object's size.
+
+        Returns the response and the part's bytes; the bytes are None when the
+        server sent the whole object instead (then the open response is returned
+        for streaming).
+        """
         loc = entry.location
 
-        def attempt() -> RangeResponse:
+        def attempt() -> tuple[RangeResponse, bytearray | None]:
             try:
-                return remote.get_range(loc, 0, self.config.part_size - 1)
+                response = remote.get_range(loc, 0, self.config.part_size - 1)
             except RangeNotSatisfiable:
-                return remote.get_range(loc, 0, None)  # an empty object has no byte 0
+                response = remote.get_range(loc, 0, None)  # an empty object has no byte 0
+            try:
+                self._check_version(entry, response, remote)
+                if not response.partial or response.total_size is None:
+                    return response, None
+                size = response.total_size
+                if entry.size is not None and size != entry.size:
+                    raise IntegrityError(
+                        f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}")
+                data = self._collect(response, min(self.config.part_size, size), entry, progress, None)
+            except BaseException:
+                response.close()
+                raise
+            response.close()
+            return response, data
 
-        return self._retrying(f"{entry.relative_path}", attempt)  # type: ignore[return-value]
+        return self._retrying(entry.relative_path, attempt)  # type: ignore[return-value]
 
     def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
         """Fetch into ``.partial/<hash>`` and verify; return the partial path."""
@@ -290,19 +310,14 @@ class Transfer:
         first_data: bytearray | None = None
         if state is None:
             self._discard(h)
-            response = self._open_first(remote, entry)
-            try:
-                self._check_version(entry, response, remote)
-                if not response.partial or response.total_size is None:
-                    # The server sent the whole object (tiny object, or Range not honoured).
+            response, first_data = self._first_part(remote, entry, progress)
+            if first_data is None:
+                # The server sent the whole object (an empty object, or Range not honoured).
+                try:
                     return self._stream_whole(remote, entry, response, progress)
-                size = response.total_size
-                if entry.size is not None and size != entry.size:
-                    raise IntegrityError(f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}")
-                first_len = min(self.config.part_size, size)
-                first_data = self._collect(response, first_len, entry, progress, None)
-            finally:
-                response.close()
+                finally:
+                    response.close()
+            size = response.total_size or 0
             done: list[list[int]] = []
         else:
             size = state["size"]

@@ -130,6 +130,9 @@ class S3Remote(Remote):
             # Our transfer layer retries with its own policy, uniformly for all remotes.
             retries={"total_max_attempts": 1, "mode": "standard"},
             s3={"addressing_style": "path"} if self.endpoint_url else None,
+            # Every file is verified by its blake2b; a second (CRC) pass would only cost CPU.
+            response_checksum_validation="when_required",
+            request_checksum_calculation="when_required",
         )
         key, secret, token = self._credentials
         session = boto3.session.Session(
