@@ -221,7 +221,11 @@ class S3Remote(Remote):
         try:
             return int(self.client.head_object(**kwargs)["ContentLength"])
         except Exception as exc:
-            raise _translate(exc, f"HEAD s3://{bucket}/{location.key}") from None
+            error = _translate(exc, f"HEAD s3://{bucket}/{location.key}")
+        if isinstance(error, RemoteAccessError):
+            # Some S3-compatible servers refuse anonymous HEAD but allow GET: ask for one byte.
+            return super().stat(location)
+        raise error
 
     @staticmethod
     def _iter_body(body: Any, what: str) -> Iterator[bytes]:
