@@ -72,6 +72,9 @@ class CloudCache:
         Never write to ``cache_dir`` (e.g. a shared site copy owned by someone else).
     lock_timeout
         Seconds to wait for another process downloading the same file.
+    usage_log
+        A JSON-lines file to which every file use is appended (see
+        :mod:`releasecache.record`); defaults to ``$RELEASECACHE_USAGE_LOG``.
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class CloudCache:
         progress: bool = True,
         read_only: bool = False,
         lock_timeout: float = 3600.0,
+        usage_log: str | os.PathLike[str] | None = None,
     ) -> None:
         check_relative_path(project, what="project name")
         self.project = project
@@ -93,6 +97,9 @@ class CloudCache:
         self.progress = progress
         self._manifest: Manifest | None = None
         self._remote_names: list[str] | None = None
+        # Files returned by ensure() in this process, for used_files() / write_record().
+        self._used: dict[tuple[str, str], dict[str, Any]] = {}
+        self.usage_log = os.fspath(usage_log) if usage_log else os.environ.get("RELEASECACHE_USAGE_LOG") or None
 
     # -- constructors -----------------------------------------------------------
 
@@ -359,7 +366,38 @@ class CloudCache:
     # -- downloads ---------------------------------------------------------------
 
     def ensure(self, entry: FileEntry, *, progress: Callable[[int], None] | None = None) -> Path:
-        """Make ``entry`` present and verified, link its view path, and return that path."""
+        """Make ``entry`` present and verified, link its view path, and return that path.
+
+        The file is noted for :meth:`used_files` (and the usage log, if any).
+        """
+        path = self._ensure(entry, progress=progress)
+        from .record import note_used
+
+        note_used(self, entry)
+        return path
+
+    def used_files(self) -> list[dict[str, Any]]:
+        """Every file this cache object returned a path for (or streamed), in this process.
+
+        Each record has the manifest name and version, the path in the release,
+        ``file_hash``, ``version_id``, ``url``, and ``streamed`` (True if its bytes
+        were read remotely without hash verification).
+        """
+        return [dict(r) for r in self._used.values()]
+
+    def write_record(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The reproducibility lock of :meth:`used_files` and their manifests; written to ``path`` if given.
+
+        See :mod:`releasecache.record` for the format.
+        """
+        from .record import cache_lock, write_lock
+
+        lock = cache_lock(self)
+        if path is not None:
+            write_lock(lock, path)
+        return lock
+
+    def _ensure(self, entry: FileEntry, *, progress: Callable[[int], None] | None = None) -> Path:
         manifest = self.manifest
         store = self.store
         if store.has_blob(entry.file_hash):
