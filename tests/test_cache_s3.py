@@ -151,3 +151,27 @@ def test_compare_manifests_method(make_cache, toy_bucket):
     assert "project_metadata/units.csv changed" in str(diff)
     assert "sessions/101/session_101.dat renamed moved/101/session_101.dat" in str(diff)
     assert len(cache.list_all_downloaded_manifests()) == 2
+
+
+def test_bad_manifest_on_server_writes_nothing(tmp_path, fresh_bucket, s3_server):
+    publisher = s3_server.publisher(fresh_bucket.bucket)
+    bad_name = f"{PROJECT}_project_manifest_v9.0.0.json"
+    good = fresh_bucket.manifests[0].raw
+    hostile = dict(good, data_files={"1": dict(good["data_files"]["1"], url="https://xyz-bucket.s3.amazonaws.com/p/../../../../etc/x")})
+    import json as _json
+
+    publisher.put_object(f"{PROJECT}/manifests/{bad_name}", _json.dumps(hostile).encode())
+    cache = CloudCache.from_s3(tmp_path / "c", fresh_bucket.bucket, PROJECT, endpoint_url=fresh_bucket.endpoint_url,
+                               progress=False)
+    from releasecache.errors import UnsafePathError
+
+    with pytest.raises(UnsafePathError, match=r"'\.\.' segment"):
+        cache.load_manifest(bad_name)
+    assert not (tmp_path / "c" / "manifests" / bad_name).exists()
+    assert cache.current_manifest() is None
+
+
+def test_offline_on_a_missing_directory_is_clear(tmp_path):
+    with pytest.raises(OfflineError, match="holds no downloaded manifests"):
+        CloudCache.from_local_cache(tmp_path / "nowhere", PROJECT)
+    assert not (tmp_path / "nowhere").exists()

@@ -143,6 +143,9 @@ class CloudCache:
     @classmethod
     def from_local_cache(cls, cache_dir: str | os.PathLike[str], project: str, **kwargs: Any) -> "CloudCache":
         """An offline cache: no network at all; serves only what ``cache_dir`` holds."""
+        if not (Path(cache_dir) / "manifests").is_dir():
+            raise OfflineError(f"{cache_dir} holds no downloaded manifests, so there is nothing to use offline; "
+                               "create the cache with from_s3(...) first")
         return cls(cache_dir, None, project, **kwargs)
 
     def __repr__(self) -> str:
