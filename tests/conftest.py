@@ -71,3 +71,22 @@ def make_cache(tmp_path, toy_bucket):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def vbn_release(tmp_path_factory) -> dict[str, Path]:
+    """The small realistic VBN release (three versions) written once per session."""
+    from releasecache.fixtures.vbn import build_vbn_release
+
+    return build_vbn_release(tmp_path_factory.mktemp("vbn-release"))
+
+
+@pytest.fixture(scope="session")
+def vbn_bucket(s3_server, vbn_release) -> SimpleNamespace:
+    """The VBN fixture published to the loopback S3 server, in the real bucket's name and layout."""
+    from releasecache.project import BUCKET_NAME, PROJECT_NAME
+
+    manifests = publish_fixture(s3_server, BUCKET_NAME, PROJECT_NAME, vbn_release)
+    return SimpleNamespace(bucket=BUCKET_NAME, project=PROJECT_NAME, manifests=manifests,
+                           names=[m.name for m in manifests], endpoint_url=s3_server.endpoint_url,
+                           release=vbn_release)
