@@ -123,4 +123,24 @@ class MissingLocalManifestWarning(UserWarning):
     """A file expected in the cache was not found where the manifest says."""
 
 
+# --- tables and sessions ---------------------------------------------------
+
+
+class MetadataTableError(ReleaseCacheError, ValueError):
+    """A metadata CSV cannot be turned into a table: unknown table name, a
+    missing index column, or an unusable sidecar directory or content hash."""
+
+
+class NwbLayoutError(ReleaseCacheError, ValueError):
+    """An NWB file lacks a group, table or column that the session reader needs."""
+
+
+class UnknownProbeError(ReleaseCacheError, ValueError):
+    """A probe id is not one of the session's probes."""
+
+
+class SessionClosedError(ReleaseCacheError, ValueError):
+    """A session was used after ``close()`` (or after its ``with`` block)."""
+
+
 __all__ = [name for name in dir() if name[0].isupper()]
