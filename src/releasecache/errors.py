@@ -102,6 +102,11 @@ class StorageError(ReleaseCacheError, OSError):
     """The cache directory cannot be written: full disk, permissions, bad layout."""
 
 
+class SourceLayoutError(ReleaseCacheError, ValueError):
+    """A directory to adopt or publish from is not laid out as expected
+    (an AllenSDK cache, a copy of the bucket, or a release tree)."""
+
+
 # --- project facade --------------------------------------------------------
 
 
