@@ -119,8 +119,9 @@ def plan(cache: "CloudCache", entries: Iterable[FileEntry], *, stat_remote: bool
     view = cache.manifest.view_dir_name
     seen: set[str] = set()
     for entry in entries:
-        if cache.store.has_blob(entry.file_hash):
-            result.sizes[entry.file_hash] = cache.store.blob_path(entry.file_hash).stat().st_size
+        found = cache.store.find_blob(entry.file_hash)  # here or in a read-only layer
+        if found is not None:
+            result.sizes[entry.file_hash] = found.stat().st_size
             if cache.store.view_is_current(view, entry.relative_path, entry.file_hash):
                 result.present.append(entry)
             else:
@@ -150,7 +151,8 @@ def _fetch_one(cache: "CloudCache", entry: FileEntry, progress: Any = None) -> i
     """Fetch one entry (runs in a worker thread or process); return bytes downloaded."""
     had = cache.store.has_blob(entry.file_hash)
     cache.ensure(entry, progress=progress or (lambda n: None))
-    return 0 if had else cache.store.blob_path(entry.file_hash).stat().st_size
+    found = cache.store.find_blob(entry.file_hash)
+    return 0 if had or found is None else found.stat().st_size
 
 
 def prefetch(

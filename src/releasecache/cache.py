@@ -8,6 +8,7 @@ any file that is not yet in the store.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import warnings
@@ -18,6 +19,8 @@ import pandas as pd
 
 from .diff import ManifestDiff, compare_manifests
 from .errors import (
+    StorageError,
+    UnsafePathError,
     ManifestNotFoundError,
     NoManifestLoadedError,
     OfflineError,
@@ -32,6 +35,7 @@ from .transfer import Transfer, TransferConfig
 
 if TYPE_CHECKING:
     from .bulk import PrefetchPlan, PrefetchReport
+    from .maintenance import DiskUsage, GCReport, VerifyReport
 
 log = logging.getLogger("releasecache")
 
@@ -75,6 +79,13 @@ class CloudCache:
     usage_log
         A JSON-lines file to which every file use is appended (see
         :mod:`releasecache.record`); defaults to ``$RELEASECACHE_USAGE_LOG``.
+    layers, layer_link
+        Read-only cache directories consulted before downloading, and how views
+        reach their blobs (``"symlink"``, ``"hardlink"``, ``"copy"``); see
+        :mod:`releasecache.layers`.
+    lock_kind, lock_lease
+        ``"posix"`` (default) or ``"soft"`` per-blob locks, and the soft locks'
+        lease in seconds; see :mod:`releasecache.locks`.
     """
 
     def __init__(
@@ -88,11 +99,16 @@ class CloudCache:
         read_only: bool = False,
         lock_timeout: float = 3600.0,
         usage_log: str | os.PathLike[str] | None = None,
+        layers: Iterable[str | os.PathLike[str]] = (),
+        layer_link: str = "symlink",
+        lock_kind: str | None = None,
+        lock_lease: float = 120.0,
     ) -> None:
         check_relative_path(project, what="project name")
         self.project = project
         self.remote = remote
-        self.store = Store(cache_dir, read_only=read_only, lock_timeout=lock_timeout)
+        self.store = Store(cache_dir, read_only=read_only, lock_timeout=lock_timeout, layers=list(layers),
+                           layer_link=layer_link, lock_kind=lock_kind, lock_lease=lock_lease)
         self.transfer = Transfer(self.store, transfer_config)
         self.progress = progress
         self._manifest: Manifest | None = None
@@ -143,7 +159,7 @@ class CloudCache:
     @classmethod
     def from_local_cache(cls, cache_dir: str | os.PathLike[str], project: str, **kwargs: Any) -> "CloudCache":
         """An offline cache: no network at all; serves only what ``cache_dir`` holds."""
-        if not (Path(cache_dir) / "manifests").is_dir():
+        if not any((Path(d) / "manifests").is_dir() for d in [cache_dir, *kwargs.get("layers", ())]):
             raise OfflineError(f"{cache_dir} holds no downloaded manifests, so there is nothing to use offline; "
                                "create the cache with from_s3(...) first")
         return cls(cache_dir, None, project, **kwargs)
@@ -186,11 +202,11 @@ class CloudCache:
 
     def list_all_downloaded_manifests(self) -> list[str]:
         """Names of the manifests already in the cache, oldest to newest."""
-        folder = self.store.manifests_dir
-        if not folder.is_dir():
-            return []
-        names = [p.name for p in folder.iterdir()
-                 if p.suffix == ".json" and p.name.startswith(self.project) and not p.name.startswith(".")]
+        names: set[str] = set()
+        for folder in [self.store.manifests_dir] + [layer / "manifests" for layer in self.store.layers]:
+            if folder.is_dir():
+                names.update(p.name for p in folder.iterdir()
+                             if p.suffix == ".json" and p.name.startswith(self.project) and not p.name.startswith("."))
         return sort_manifest_names(names)
 
     def latest_downloaded_manifest_file(self) -> str | None:
@@ -233,8 +249,13 @@ class CloudCache:
         if "/" in name:
             raise ManifestNotFoundError(f"manifest name {name!r} must be a plain file name")
         local = self.store.manifests_dir / name
+        if local.is_symlink():
+            raise UnsafePathError(f"{local} is a symbolic link, not a saved manifest; remove it")
         if local.is_file():
             return Manifest.from_path(local)
+        for layer in self.store.layers:  # read-only layers hold manifests too
+            if (layer / "manifests" / name).is_file():
+                return Manifest.from_path(layer / "manifests" / name)
         if self.remote is None:
             have = self.list_all_downloaded_manifests()
             raise ManifestNotFoundError(
@@ -401,13 +422,28 @@ class CloudCache:
         return lock
 
     def _ensure(self, entry: FileEntry, *, progress: Callable[[int], None] | None = None) -> Path:
+        for _attempt in range(3):
+            try:
+                path = self._ensure_once(entry, progress=progress)
+            except StorageError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                path = None  # a concurrent gc removed the view directory while we linked into it
+            if path is not None and (self.store.read_only or self.store.has_blob(entry.file_hash)):
+                return path
+            log.info("%s: its blob or view vanished while linking (a concurrent gc or verify); again",
+                     entry.relative_path)
+        raise StorageError(errno.ENOENT, f"{entry.relative_path}: removed three times by a concurrent gc or "
+                           "verify while being fetched; is a gc running that does not keep this manifest?")
+
+    def _ensure_once(self, entry: FileEntry, *, progress: Callable[[int], None] | None = None) -> Path:
         manifest = self.manifest
         store = self.store
         if store.has_blob(entry.file_hash):
             if store.read_only:
                 view = store.view_path(manifest.view_dir_name, entry.relative_path)
                 return view if store.view_is_current(manifest.view_dir_name, entry.relative_path,
-                                                     entry.file_hash) else store.blob_path(entry.file_hash)
+                                                     entry.file_hash) else store.find_blob(entry.file_hash)
             if store.view_is_current(manifest.view_dir_name, entry.relative_path, entry.file_hash):
                 return store.view_path(manifest.view_dir_name, entry.relative_path)
             return store.link_view(manifest.view_dir_name, entry.relative_path, entry.file_hash)
@@ -507,3 +543,50 @@ class CloudCache:
             entries = take_shard(entries, *shard)
         return prefetch(self, entries, executor=executor, max_files=max_files,
                         progress=self.progress if progress is None else progress, stat_remote=stat_remote)
+
+    # -- maintenance (see releasecache.maintenance) --------------------------------
+
+    def _manifest_arg(self, manifest: "str | Manifest | None") -> "Manifest | None":
+        if manifest is None or isinstance(manifest, Manifest):
+            return manifest
+        return self.get_manifest(manifest)
+
+    def verify(self, manifest: "str | Manifest | None" = None, *, mode: str = "fast") -> "VerifyReport":
+        """Re-check blobs (of one manifest, or all); move corrupt ones aside so they download again.
+
+        ``mode="fast"`` checks sizes and publish-time stamps, hashing only blobs
+        whose stamp changed; ``mode="full"`` hashes everything. Returns a
+        :class:`~releasecache.maintenance.VerifyReport` (``.ok``, ``.corrupt``,
+        ``.missing``, ``.to_dict()``).
+        """
+        from .maintenance import verify
+
+        return verify(self.store, self._manifest_arg(manifest), mode=mode)
+
+    def disk_usage(self) -> "DiskUsage":
+        """Bytes per downloaded manifest (unique vs shared with other manifests) and in total."""
+        from .maintenance import disk_usage
+
+        return disk_usage(self.store)
+
+    def gc(self, keep: "Iterable[str | Manifest] | None" = None, *, dry_run: bool = True,
+           partial_age_days: float | None = 7.0) -> "GCReport":
+        """Delete blobs no kept manifest needs, and the views of versions not kept.
+
+        ``keep`` defaults to the loaded manifest (else the last used one).
+        Blobs whose lock another process holds are skipped. ``dry_run=True``
+        (the default) only reports. Partial downloads untouched for
+        ``partial_age_days`` are removed too (None: keep them).
+        """
+        from .maintenance import gc
+
+        if keep is None:
+            name = self.current_manifest() or self.last_used_manifest_file()
+            if name is None:
+                raise NoManifestLoadedError("gc needs to know what to keep: pass keep=[manifest names] or load one")
+            keep = [name]
+        elif isinstance(keep, (str, Manifest)):
+            keep = [keep]
+        kept = [self._manifest_arg(m) for m in keep]
+        return gc(self.store, [m for m in kept if m is not None], self.project, dry_run=dry_run,
+                  partial_age_days=partial_age_days)

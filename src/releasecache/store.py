@@ -7,8 +7,14 @@
       <project>-<version>/<path in release>    version view: relative symlinks into blobs/
       blobs/blake2b/<h[:2]>/<h>                read-only; exists only if its blake2b is <h>
       .partial/<h>  .partial/<h>.json          resumable downloads and their sidecars
-      .locks/<h>.lock                          per-blob inter-process locks
+      .locks/<h>.lock  .locks/<h>.owner        per-blob inter-process locks and who holds them
+      .stamps/<h[:2]>/<h>                      (size, mtime_ns, inode) recorded when the blob was verified
+      .quarantine/                             blobs that failed verify(), moved aside for inspection
       state                                    last used manifest per project
+
+Read-only *layers* (other cache directories, e.g. a site-wide copy) are
+consulted before downloading: a blob found in a layer is linked from the view
+(absolute symlink), or hard-linked / copied into this cache (``layer_link``).
 
 The directory is the index: a blob at its final path is proof of its content,
 so nothing needs a registry file, and readers need no lock.
@@ -28,10 +34,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import filelock
-
-from .errors import LockTimeoutError, StorageError, UnsafePathError
+from .errors import StorageError, UnsafePathError
+from .locks import DEFAULT_LEASE, BlobLock, resolve_lock_kind
 from .manifest import check_relative_path
+from .stamps import remove_stamp, stamp_path, write_stamp
 
 log = logging.getLogger("releasecache")
 
@@ -45,6 +51,8 @@ def _storage_error(exc: OSError, what: str) -> StorageError:
         errno.EACCES: "permission denied; check the cache directory's permissions",
         errno.EPERM: "operation not permitted on this filesystem",
         errno.EROFS: "the filesystem is read-only",
+        errno.EFBIG: "the file is larger than this filesystem or the process's file-size limit (ulimit -f) allows",
+        errno.ELOOP: "a symbolic link was found where a file was expected; remove it",
     }.get(exc.errno or 0, exc.strerror or str(exc))
     err = StorageError(exc.errno or 0, f"{what}: {hint}")
     err.__cause__ = exc
@@ -96,17 +104,44 @@ class Store:
         Never write; serve what is present (a shared, site-wide copy).
     lock_timeout
         Seconds to wait for another process's download of the same blob.
+    layers
+        Read-only cache directories consulted (in order) for a blob before it is downloaded.
+    layer_link
+        How a view reaches a blob found in a layer: ``"symlink"`` (an absolute
+        link into the layer; nothing copied), ``"hardlink"`` (into this cache's
+        blobs/, same filesystem only; falls back to a copy), or ``"copy"``
+        (copied and re-hashed, so this cache no longer depends on the layer).
+    lock_kind
+        ``"posix"`` or ``"soft"``; see :mod:`releasecache.locks`.
+    lock_lease
+        Seconds a soft lock survives without its holder's heartbeat.
     """
 
-    def __init__(self, root: str | Path, *, read_only: bool = False, lock_timeout: float = 3600.0) -> None:
+    def __init__(self, root: str | Path, *, read_only: bool = False, lock_timeout: float = 3600.0,
+                 layers: "list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...]" = (),
+                 layer_link: str = "symlink", lock_kind: str | None = None,
+                 lock_lease: float = DEFAULT_LEASE) -> None:
         self.root = Path(root).absolute()
         self.read_only = read_only
         self.lock_timeout = lock_timeout
+        if layer_link not in ("symlink", "hardlink", "copy"):
+            raise ValueError(f"layer_link must be 'symlink', 'hardlink' or 'copy', not {layer_link!r}")
+        self.layer_link = layer_link
+        self.layers = [Path(p).absolute() for p in layers]
+        for layer in self.layers:
+            if not layer.is_dir():
+                log.warning("read-only layer %s does not exist or is not a directory; ignoring it for now", layer)
+        self.lock_kind = resolve_lock_kind(lock_kind)
+        self.lock_lease = lock_lease
         if not read_only:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise _storage_error(exc, f"cannot create cache directory {self.root}") from None
+                if not (exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and self.root.is_dir()):
+                    raise _storage_error(exc, f"cannot create cache directory {self.root}") from None
+            if not os.access(self.root, os.W_OK):
+                log.info("cache directory %s is not writable; using it read-only", self.root)
+                self.read_only = True
 
     # -- paths ----------------------------------------------------------------
 
@@ -126,13 +161,42 @@ class Store:
     def locks_dir(self) -> Path:
         return self.root / ".locks"
 
+    @property
+    def stamps_dir(self) -> Path:
+        return self.root / ".stamps"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / ".quarantine"
+
     def blob_path(self, file_hash: str) -> Path:
-        """Where the blob with this blake2b lives (whether or not it exists)."""
+        """Where the blob with this blake2b lives in this cache (whether or not it exists)."""
         return self.blobs_dir / file_hash[:2] / file_hash
 
+    def has_own_blob(self, file_hash: str) -> bool:
+        """True if the verified blob is in this cache's own ``blobs/`` (a regular file, not a link)."""
+        try:
+            return stat.S_ISREG(os.lstat(self.blob_path(file_hash)).st_mode)
+        except OSError:
+            return False
+
+    def layer_blob(self, file_hash: str) -> Path | None:
+        """The blob's path in the first read-only layer that has it, or None."""
+        for layer in self.layers:
+            path = layer / "blobs" / HASH_ALGO / file_hash[:2] / file_hash
+            if os.path.isfile(path):
+                return path
+        return None
+
+    def find_blob(self, file_hash: str) -> Path | None:
+        """Where the verified blob is: this cache first, then the layers; None if nowhere."""
+        if self.has_own_blob(file_hash):
+            return self.blob_path(file_hash)
+        return self.layer_blob(file_hash)
+
     def has_blob(self, file_hash: str) -> bool:
-        """True if the verified blob is present."""
-        return os.path.isfile(self.blob_path(file_hash))
+        """True if the verified blob is present (here or in a read-only layer)."""
+        return self.find_blob(file_hash) is not None
 
     def partial_path(self, file_hash: str) -> Path:
         return self.partial_dir / file_hash
@@ -151,32 +215,47 @@ class Store:
 
     # -- locks ----------------------------------------------------------------
 
+    def blob_lock(self, file_hash: str) -> BlobLock:
+        """The (not yet acquired) inter-process lock of one blob."""
+        self._mkdir(self.locks_dir)
+        return BlobLock(self.locks_dir / f"{file_hash}.lock", self.locks_dir / f"{file_hash}.owner",
+                        kind=self.lock_kind, lease=self.lock_lease, what=f"blob {file_hash[:16]}…")
+
     @contextmanager
     def lock(self, file_hash: str, *, timeout: float | None = None) -> Iterator[None]:
-        """Hold the inter-process lock of one blob (blocks while another holds it)."""
-        self._mkdir(self.locks_dir)
-        path = self.locks_dir / f"{file_hash}.lock"
-        lock = filelock.FileLock(str(path), timeout=self.lock_timeout if timeout is None else timeout)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise LockTimeoutError(
-                f"waited {lock.timeout:.0f} s for another process downloading blob {file_hash[:16]}… "
-                f"(lock {path}); if no process is downloading it, the lock is stale only if its holder "
-                "is gone, which the OS detects: check for a hung process"
-            ) from None
+        """Hold the inter-process lock of one blob (blocks while another holds it).
+
+        Raises :class:`~releasecache.errors.LockTimeoutError` naming the holder
+        after ``timeout`` (default: the store's ``lock_timeout``) seconds.
+        """
+        lock = self.blob_lock(file_hash)
+        lock.acquire(self.lock_timeout if timeout is None else timeout)
         try:
             yield
         finally:
             lock.release()
 
+    @contextmanager
+    def try_lock(self, file_hash: str) -> Iterator[bool]:
+        """Take the blob's lock only if nobody holds it; yields whether it was taken."""
+        lock = self.blob_lock(file_hash)
+        taken = lock.acquire(blocking=False)
+        try:
+            yield taken
+        finally:
+            if taken:
+                lock.release()
+
     # -- writing --------------------------------------------------------------
 
     def _mkdir(self, path: Path) -> None:
+        """Create a directory inside the cache, refusing to go through planted symlinks."""
+        self._check_no_symlinked_dirs(path / "_")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _storage_error(exc, f"cannot create {path}") from None
+        self._check_no_symlinked_dirs(path / "_")
 
     def publish(self, partial: Path, file_hash: str) -> Path:
         """Move a verified partial file to its blob path, read-only, atomically.
@@ -186,22 +265,47 @@ class Store:
         dest = self.blob_path(file_hash)
         self._mkdir(dest.parent)
         try:
-            fd = os.open(partial, os.O_RDONLY)
+            fd = os.open(partial, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             try:
                 os.fsync(fd)
+                os.fchmod(fd, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
             finally:
                 os.close(fd)
-            os.chmod(partial, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
             os.replace(partial, dest)
         except OSError as exc:
+            if exc.errno == errno.ENOENT and self.has_own_blob(file_hash):
+                return dest  # a process that lost its lock published the same verified bytes first
             raise _storage_error(exc, f"cannot publish blob {file_hash[:16]}…") from None
         fsync_dir(dest.parent)
+        self.stamp(file_hash)
         return dest
+
+    def stamp(self, file_hash: str) -> None:
+        """Record the just-verified blob's (size, mtime_ns, inode) for fast verification (best effort)."""
+        try:
+            self._mkdir(stamp_path(self.stamps_dir, file_hash).parent)
+        except (StorageError, UnsafePathError) as exc:
+            log.debug("no stamp for %s: %s", file_hash[:16], exc)
+            return
+        write_stamp(self.stamps_dir, file_hash, self.blob_path(file_hash))
+
+    def remove_blob(self, file_hash: str) -> None:
+        """Delete a blob and its stamp (the caller holds the blob's lock)."""
+        try:
+            os.unlink(self.blob_path(file_hash))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise _storage_error(exc, f"cannot delete blob {file_hash[:16]}…") from None
+        remove_stamp(self.stamps_dir, file_hash)
 
     def _check_no_symlinked_dirs(self, path: Path) -> None:
         """Refuse if any directory between the root and ``path`` is a symlink (planted
         links could otherwise redirect writes outside the cache)."""
-        rel = path.relative_to(self.root)
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            return
         current = self.root
         for part in rel.parts[:-1]:
             current = current / part
@@ -217,16 +321,23 @@ class Store:
         are not allowed, a hard link, then a copy, is used.
         """
         dest = self.view_path(view_dir_name, relative_path)
-        blob = self.blob_path(file_hash)
-        target = os.path.relpath(blob, dest.parent)
         self._check_no_symlinked_dirs(dest)
-        try:
-            if os.readlink(dest) == target:
-                return dest
-        except OSError:
-            pass
+        if self.view_is_current(view_dir_name, relative_path, file_hash):
+            return dest
         if self.read_only:
             return dest
+        blob = self.blob_path(file_hash)
+        if not self.has_own_blob(file_hash):
+            in_layer = self.layer_blob(file_hash)
+            if in_layer is not None:
+                if self.layer_link == "symlink":
+                    blob = in_layer
+                else:
+                    from .layers import import_blob
+
+                    import_blob(self, in_layer, file_hash)
+        # Blobs of this cache are linked relatively (the cache stays movable); a layer's absolutely.
+        target = os.path.relpath(blob, dest.parent) if blob == self.blob_path(file_hash) else str(blob)
         self._mkdir(dest.parent)
         self._check_no_symlinked_dirs(dest)
         tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
@@ -252,12 +363,16 @@ class Store:
         return dest
 
     def view_is_current(self, view_dir_name: str, relative_path: str, file_hash: str) -> bool:
-        """True if the view path already points at that blob (cheap: one readlink)."""
+        """True if the view path already points at that blob and the blob is there (a readlink and a stat)."""
         dest = self.view_path(view_dir_name, relative_path)
         try:
-            return os.readlink(dest) == os.path.relpath(self.blob_path(file_hash), dest.parent)
+            link = os.readlink(dest)
         except OSError:
             return False
+        if link == os.path.relpath(self.blob_path(file_hash), dest.parent):
+            return self.has_own_blob(file_hash)
+        in_layer = self.layer_blob(file_hash) if os.path.isabs(link) else None
+        return in_layer is not None and link == str(in_layer)
 
     # -- small state ----------------------------------------------------------
 
@@ -267,6 +382,7 @@ class Store:
         path = self.manifests_dir / name
         if self.read_only:
             return path
+        self._mkdir(self.manifests_dir)
         try:
             atomic_write(path, data)
         except OSError as exc:
@@ -294,11 +410,18 @@ class Store:
             log.warning("could not record state in %s: %s", self.root, exc)
 
     def iter_blobs(self) -> Iterator[tuple[str, Path]]:
-        """Every published blob as ``(hash, path)``."""
+        """Every published blob as ``(hash, path)``: regular files named by a hash, never through links."""
+        self._check_no_symlinked_dirs(self.blobs_dir / "xx" / "_")
         if not self.blobs_dir.is_dir():
             return
         for sub in sorted(self.blobs_dir.iterdir()):
-            if sub.is_dir():
-                for blob in sorted(sub.iterdir()):
-                    if blob.is_file() and not blob.name.startswith("."):
-                        yield blob.name, blob
+            if len(sub.name) != 2 or not stat.S_ISDIR(os.lstat(sub).st_mode):
+                continue
+            for blob in sorted(sub.iterdir()):
+                name = blob.name
+                if len(name) == 128 and name.startswith(sub.name) and all(c in "0123456789abcdef" for c in name):
+                    try:
+                        if stat.S_ISREG(os.lstat(blob).st_mode):
+                            yield name, blob
+                    except OSError:
+                        continue

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import stat
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -38,6 +39,7 @@ log = logging.getLogger("releasecache")
 MiB = 1024 * 1024
 Progress = Callable[[int], None]
 SIDECAR_FORMAT = 1
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass
@@ -153,11 +155,13 @@ class Transfer:
         then uses its result.
         """
         h = entry.file_hash
-        if self.store.has_blob(h):
-            return self.store.blob_path(h)
+        found = self.store.find_blob(h)  # here, or in a read-only layer
+        if found is not None:
+            return found
         with self.store.lock(h):
-            if self.store.has_blob(h):  # another process finished it while we waited
-                return self.store.blob_path(h)
+            found = self.store.find_blob(h)
+            if found is not None:  # another process finished it while we waited
+                return found
             last: IntegrityError | None = None
             for attempt in range(1, self.config.integrity_attempts + 1):
                 try:
@@ -233,7 +237,11 @@ class Transfer:
         try:
             with open(self.store.sidecar_path(h), "rb") as fh:
                 state = json.loads(fh.read(1 << 20))
-            size = os.path.getsize(self.store.partial_path(h))
+            st = os.lstat(self.store.partial_path(h))
+            if not stat.S_ISREG(st.st_mode):  # a planted link: never write through it
+                log.warning("%s is not a regular file; starting over", self.store.partial_path(h))
+                return None
+            size = st.st_size
         except (OSError, ValueError):
             return None
         if not (
@@ -325,7 +333,7 @@ class Transfer:
             log.info("%s: resuming; %d of %d bytes already here", entry.relative_path,
                      sum(b - a for a, b in done), size)
         try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
         except OSError as exc:
             raise _storage_error(exc, f"cannot create {partial}") from None
         try:
@@ -390,7 +398,7 @@ class Transfer:
         hasher = hashlib.blake2b()
         got = 0
         try:
-            with open(partial, "wb") as fh:
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644), "wb") as fh:
                 for chunk in response.chunks:
                     hasher.update(chunk)
                     fh.write(chunk)
