@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-FAULT_KINDS = ("reset", "500", "503", "truncate", "corrupt", "extra", "stall", "version", "404")
+FAULT_KINDS = ("reset", "500", "503", "truncate", "corrupt", "extra", "stall", "version", "404", "delay")
 
 
 @dataclass
@@ -40,6 +40,8 @@ class Fault:
         Chance of applying to a matching request.
     stall_seconds
         For ``stall``: how long to hang after sending part of the body.
+        For ``delay``: how long to wait before forwarding the request (the
+        answer is then relayed intact; use it to widen race windows).
     retry_after
         For ``503``: the ``Retry-After`` header value, if any.
     """
@@ -73,6 +75,8 @@ class ProxyStats:
     """What passed through the proxy."""
 
     requests: collections.Counter = field(default_factory=collections.Counter)
+    #: ``(method, path, versionId or "")`` -> count: tells object versions of one key apart.
+    versions: collections.Counter = field(default_factory=collections.Counter)
     faults: collections.Counter = field(default_factory=collections.Counter)
     bytes_sent: int = 0
 
@@ -115,6 +119,8 @@ class FaultProxy:
     def _pick(self, method: str, path: str, headers: dict) -> Fault | None:
         with self._lock:
             self.stats.requests[(method, path.split("?")[0])] += 1
+            version = parse_qs(urlsplit(path).query).get("versionId", [""])[0]
+            self.stats.versions[(method, path.split("?")[0], version)] += 1
             for fault in self.faults:
                 if fault.wants(method, path, headers, self._rng):
                     fault.applied += 1
@@ -136,6 +142,9 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
                 fault = proxy._pick(self.command, self.path, headers)
+                if fault is not None and fault.kind == "delay":
+                    proxy._stop.wait(fault.stall_seconds)
+                    fault = None
                 if fault is not None and fault.kind == "reset":
                     self._reset()
                     return
