@@ -222,8 +222,8 @@ def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
     if len(version_id) > 1024 or any(ord(c) < 32 for c in version_id):
         raise ManifestValidationError(f"{where}: version_id is not a plausible S3 version id")
     size = raw.get("size")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ManifestValidationError(f"{where}: size must be a non-negative integer")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 53):
+        raise ManifestValidationError(f"{where}: size must be a non-negative integer below 2**53")
     try:
         bucket, key = parse_s3_url(raw["url"])
     except UnsafePathError as exc:

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
+from .. import manifest as _manifest
 from ..manifest import S3Location
 from ._retry_codes import RETRY_STATUSES, parse_content_range, parse_retry_after
 from .base import RangeNotSatisfiable, RangeResponse, Remote
@@ -146,8 +147,16 @@ class HttpRemote(Remote):
 
     def get_manifest(self, project: str, name: str) -> bytes:
         url = self.url_for(f"{project}/manifests/{name}")
-        response = self._get(url, f"fetching manifest {url}")
-        return response.content
+        response = self._get(url, f"fetching manifest {url}", stream=True)
+        try:  # read at most one byte past the limit, so an endless document is refused, not buffered
+            data = bytearray()
+            for chunk in response.iter_content(1 << 20):
+                data += chunk
+                if len(data) > _manifest.MAX_MANIFEST_BYTES:
+                    break
+            return bytes(data)
+        finally:
+            response.close()
 
     def get_range(self, location: S3Location, start: int = 0, end: int | None = None) -> RangeResponse:
         url = self.url_for(location.key)

@@ -6,6 +6,7 @@ import threading
 from typing import Any, Iterator
 
 from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
+from .. import manifest as _manifest
 from ..manifest import S3Location
 from ._retry_codes import (
     DENIED_S3_CODES,
@@ -176,7 +177,10 @@ class S3Remote(Remote):
             raise RemoteError("S3Remote needs a bucket to fetch manifests")
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
-            return response["Body"].read()
+            try:  # a hostile or broken server must not make us hold an endless document in memory
+                return response["Body"].read(_manifest.MAX_MANIFEST_BYTES + 1)
+            finally:
+                response["Body"].close()
         except Exception as exc:
             raise _translate(exc, f"fetching manifest s3://{self.bucket}/{key}") from None
 
