@@ -90,9 +90,8 @@ def _section(manifest: "Manifest", entry: "FileEntry") -> str:
     return "metadata" if manifest.metadata_files.get(entry.name) is entry else "data"
 
 
-def use_record(cache: "CloudCache", entry: "FileEntry", *, streamed: bool = False) -> dict[str, Any]:
-    """The record of one file use (one element of a lock's ``files``)."""
-    manifest = cache.manifest
+def entry_record(manifest: "Manifest", entry: "FileEntry", *, streamed: bool = False) -> dict[str, Any]:
+    """The record of one file of ``manifest`` (one element of a lock's ``files``)."""
     return {
         "manifest": manifest.name,
         "version": manifest.version,
@@ -104,6 +103,11 @@ def use_record(cache: "CloudCache", entry: "FileEntry", *, streamed: bool = Fals
         "url": entry.url,
         "streamed": streamed,
     }
+
+
+def use_record(cache: "CloudCache", entry: "FileEntry", *, streamed: bool = False) -> dict[str, Any]:
+    """The record of one file use of the cache's loaded manifest."""
+    return entry_record(cache.manifest, entry, streamed=streamed)
 
 
 def note_used(cache: "CloudCache", entry: "FileEntry", *, streamed: bool = False) -> None:
@@ -260,5 +264,5 @@ def write_lock(lock: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     return out
 
 
-__all__ = ["USAGE_LOG_ENV", "build_lock", "cache_lock", "lock_from_log", "manifest_blake2b", "note_used",
+__all__ = ["USAGE_LOG_ENV", "build_lock", "cache_lock", "entry_record", "lock_from_log", "manifest_blake2b", "note_used",
            "read_log", "use_record", "write_lock"]

@@ -82,7 +82,11 @@ class Remote(ABC):
 
     def stat(self, location: S3Location) -> int:
         """Size in bytes of the pinned object (a HEAD request, or equivalent)."""
-        with self.get_range(location, 0, 0) as response:
+        try:
+            response = self.get_range(location, 0, 0)
+        except RangeNotSatisfiable:
+            return 0  # no byte 0 to send: the object is empty
+        with response:
             if response.total_size is None:
                 raise RemoteError(f"{self.describe()} did not report the size of {location.key}")
             return response.total_size
