@@ -1,0 +1,291 @@
+"""Turn raw runs into the summary table (medians, ratios, targets) and docs/performance.md."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+BEGIN = "<!-- BEGIN GENERATED: bench/report.py writes everything down to END GENERATED -->"
+END = "<!-- END GENERATED -->"
+
+
+def _ok(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if not r.get("error") and not r.get("unavailable")]
+
+
+def _med(runs: list[dict], key: str = "seconds") -> float | None:
+    values = [r[key] for r in _ok(runs) if isinstance(r.get(key), (int, float))]
+    return statistics.median(values) if values else None
+
+
+def _err(runs: list[dict]) -> str:
+    for r in runs:
+        if r.get("error") or r.get("unavailable"):
+            return str(r.get("error") or r.get("unavailable"))
+    return "no result"
+
+
+def _s(x: float | None) -> str:
+    return "—" if x is None else (f"{x:.2f} s" if x < 100 else f"{x:.0f} s")
+
+
+def _mbps(nbytes: int | None, secs: float | None) -> str:
+    if not nbytes or not secs:
+        return ""
+    return f"{nbytes / secs / 1e6:.0f} MB/s"
+
+
+def _n(runs: list[dict]) -> str:
+    ok = len(_ok(runs))
+    return f"n={ok}" + (f" ({len(runs) - ok} failed)" if ok < len(runs) else "")
+
+
+def row(workload: str, contender: str, value: str, ratio: str = "", target: str = "", met: bool | None = None,
+        note: str = "") -> dict:
+    return {"workload": workload, "contender": contender, "value": value, "ratio": ratio, "target": target,
+            "met": met, "note": note}
+
+
+def summarize(results: dict) -> list[dict]:
+    w = results.get("workloads", {})
+    rows: list[dict] = []
+    for key in ("W1", "W2", "W3", "W4", "W5", "W6"):
+        data = w.get(key)
+        if data is None:
+            continue
+        if data.get("unavailable"):
+            rows.append(row(key, "—", "not available", note=data["unavailable"]))
+            continue
+        rows.extend(globals()[f"_{key.lower()}"](data))
+    return rows
+
+
+def _w1(d: dict) -> list[dict]:
+    runs = d["runs"]
+    ref_name = "aria2c -x8 -j8"
+    ref = _med(runs.get(ref_name, []))
+    out = []
+    for name, rr in runs.items():
+        m = _med(rr)
+        if m is None:
+            out.append(row("W1", name, "failed", note=_err(rr)))
+            continue
+        ratio = f"{ref / m:.2f}× aria2c" if ref and name != ref_name else ("1.00" if name == ref_name else "")
+        note = f"{_mbps(d['bytes'], m)}, {_n(rr)}"
+        target, met = "", None
+        if name.startswith("releasecache"):
+            pm = _med(rr, "process_seconds")
+            note += f"; hash-verified; whole process incl. imports {_s(pm)}"
+            if ref and pm:
+                note += f" ({ref / pm:.2f}× aria2c)"
+            if name == "releasecache":
+                target, met = "≥ 1.0× aria2c", (ref is not None and ref / m >= 1.0)
+        out.append(row("W1", name, _s(m), ratio, target, met, note))
+    return out
+
+
+def _w2(d: dict) -> list[dict]:
+    runs = d["runs"]
+    rc = _med(runs.get("releasecache", []))
+    sdk_runs = runs.get("AllenSDK 2.16.2", [])
+    sdk = _med(sdk_runs)
+    sdk_adj = _med(sdk_runs, "seconds_without_list_versions")
+    out = []
+    if rc is None:
+        out.append(row("W2", "releasecache", "failed", note=_err(runs.get("releasecache", []))))
+    else:
+        honest = sdk_adj / rc if (sdk_adj and rc) else None
+        ratio = (f"{sdk / rc:.2f}× faster than AllenSDK as measured; {honest:.2f}× without its "
+                 f"ListObjectVersions calls") if honest else ""
+        out.append(row("W2", "releasecache", _s(rc), ratio, "≥ 3× AllenSDK (ListObjectVersions cost removed)",
+                       honest is not None and honest >= 3.0,
+                       f"{_mbps(d['bytes'], rc)}, hash-verified, {_n(runs['releasecache'])}"))
+    if sdk is None:
+        out.append(row("W2", "AllenSDK 2.16.2", "failed", note=_err(sdk_runs)))
+    else:
+        lv = _med(sdk_runs, "list_versions_seconds")
+        calls = _ok(sdk_runs)[0].get("list_versions_calls") if _ok(sdk_runs) else None
+        out.append(row("W2", "AllenSDK 2.16.2 (as measured)", _s(sdk), "1.00", note=(
+            f"{_mbps(d['bytes'], sdk)}, {_n(sdk_runs)}; of which {_s(lv)} in {calls} ListObjectVersions calls")))
+        out.append(row("W2", "AllenSDK 2.16.2 (ListObjectVersions taken out)", _s(sdk_adj),
+                       f"{sdk / sdk_adj:.2f}" if sdk_adj else "", note=_mbps(d["bytes"], sdk_adj)))
+    b = runs.get("boto3 download_file", [])
+    bm = _med(b)
+    if bm is None:
+        out.append(row("W2", "boto3 download_file", "failed", note=_err(b)))
+    else:
+        out.append(row("W2", "boto3 download_file", _s(bm), f"{sdk / bm:.2f}× faster than AllenSDK" if sdk else "",
+                       note=f"{_mbps(d['bytes'], bm)}, verifies nothing, {_n(b)}"))
+    return out
+
+
+def _w3(d: dict) -> list[dict]:
+    runs = d["runs"]
+    sw = runs.get("switch 1.0.0 -> 1.1.0", [])
+    tr = runs.get("changed files only, empty cache", [])
+    ms, mt = _med(sw), _med(tr)
+    out = []
+    if ms is None:
+        out.append(row("W3", "releasecache switch", "failed", note=_err(sw)))
+        return out
+    fetched = [r.get("transfer_stats", {}).get("bytes") for r in _ok(sw)]
+    exact = bool(fetched) and all(f == d["changed_bytes"] for f in fetched)
+    wire = [r.get("wire_bytes") for r in _ok(sw)]
+    reused = _ok(sw)[0].get("reused") if _ok(sw) else None
+    budget = (mt or 0.0) + 2.0
+    out.append(row("W3", "releasecache: bytes fetched", f"{fetched[0] if fetched else '—'} B", "",
+                   f"= changed bytes ({d['changed_bytes']} B)", exact,
+                   f"{d['changed_files']} of {d['files']} files changed; {reused} files relinked, not fetched; "
+                   f"on the wire {wire[0] if wire else '—'} B incl. manifest and listing"))
+    out.append(row("W3", "releasecache: switch wall time", _s(ms), "", f"< 2 s + transfer ({_s(budget)})",
+                   mt is not None and ms < budget,
+                   f"overhead over fetching the changed files alone: {_s(ms - mt) if mt else '—'}; {_n(sw)}"))
+    out.append(row("W3", "releasecache: changed files only, empty cache", _s(mt), note=f"the transfer itself; {_n(tr)}"))
+    return out
+
+
+def _w4(d: dict) -> list[dict]:
+    runs = d["runs"]
+    rc = _med(runs.get("releasecache", []))
+    sdk = _med(runs.get("AllenSDK 2.16.2", []))
+    out = []
+    first = d.get("first", {})
+    for name, m in (("releasecache", rc), ("AllenSDK 2.16.2", sdk)):
+        rr = runs.get(name, [])
+        if m is None:
+            out.append(row("W4", name, "failed", note=_err(rr)))
+            continue
+        ratio = f"{sdk / m:.2f}× faster than AllenSDK" if (name == "releasecache" and sdk) else ""
+        f = first.get(name, {})
+        note = f"{d.get('rows')} units; {_n(rr)}; first (cold) open {_s(f.get('seconds'))}"
+        if name == "releasecache":
+            note += f"; from_s3 {_s(_med(rr, 'construct_seconds'))}, get_unit_table {_s(_med(rr, 'table_seconds'))}"
+        else:
+            note += f"; from_s3_cache reads all 5 tables: {_s(_med(rr, 'construct_seconds'))}"
+        out.append(row("W4", name, _s(m), ratio, note=note))
+    return out
+
+
+def _w5(d: dict) -> list[dict]:
+    out = []
+    for name, rr in d["runs"].items():
+        ok = _ok(rr)
+        if not ok:
+            out.append(row("W5", name, "failed", note=_err(rr)))
+            continue
+        peak = ok[0].get("peak_rss_mb")
+        is_rc = name.startswith("releasecache")
+        note = f"{_mbps(d['bytes'], ok[0].get('seconds'))}"
+        if is_rc:
+            note += f"; RSS after imports {ok[0].get('rss_after_imports_mb', float('nan')):.0f} MB"
+        out.append(row("W5", name, f"{peak:.0f} MB", "", "< 200 MB" if is_rc else "",
+                       (peak < 200) if is_rc else None, note))
+    return out
+
+
+def _w6(d: dict) -> list[dict]:
+    out = []
+    for name, rr in d["runs"].items():
+        ok = _ok(rr)
+        if not ok:
+            out.append(row("W6", name, "failed", note=_err(rr)))
+            continue
+        r = ok[0]
+        is_rc = name == "releasecache"
+        out.append(row("W6", name, f"{r['median_us']:.0f} µs", "", "< 1 ms" if is_rc else "",
+                       (r["median_us"] < 1000) if is_rc else None,
+                       f"p90 {r['p90_us']:.0f} µs, p99 {r['p99_us']:.0f} µs over {r['calls']} calls"))
+    return out
+
+
+def _met(m: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: ""}[m]
+
+
+def text_table(rows: list[dict]) -> str:
+    cols = [("workload", "WL"), ("contender", "contender"), ("value", "median"), ("ratio", "ratio"),
+            ("target", "target"), ("met", "status")]
+    cells = [[str(_met(r[k]) if k == "met" else r[k]) for k, _ in cols] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (_, h) in enumerate(cols)]
+    widths = [min(w, 60) for w in widths]
+    line = "  ".join(h.ljust(widths[i]) for i, (_, h) in enumerate(cols))
+    out = [line, "-" * len(line)]
+    for c, r in zip(cells, rows):
+        out.append("  ".join(c[i][:widths[i]].ljust(widths[i]) for i in range(len(cols))))
+        if r["note"]:
+            out.append(" " * (widths[0] + 2) + "  " + r["note"])
+    return "\n".join(out)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    out = ["| workload | contender | median | ratio | target | status | notes |",
+           "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [r["workload"], r["contender"], r["value"], r["ratio"], r["target"],
+                 f"**{_met(r['met'])}**" if r["met"] is not None else "", r["note"]]
+        out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(out)
+
+
+def _sizes_text(results: dict) -> str:
+    w = results.get("workloads", {})
+    lines = []
+    titles = {k: v.get("title", k) for k, v in w.items()}
+    for key in ("W1", "W2", "W3", "W4", "W5", "W6"):
+        if key not in w:
+            continue
+        d = w[key]
+        desc = titles[key]
+        if key in ("W1", "W2") and "bytes" in d:
+            desc += f" — {d['files']} files, {d['bytes'] / 2**20:.0f} MiB"
+        if key == "W3" and "changed_bytes" in d:
+            desc += f" — {d['total_bytes'] / 2**20:.0f} MiB in all, {d['changed_bytes'] / 2**20:.2f} MiB changed"
+        if key == "W4" and "csv_bytes" in d:
+            desc += f" — {d['csv_bytes'] / 2**20:.0f} MiB of CSV"
+        if d.get("server"):
+            desc += f"; server: {d['server']}"
+        if d.get("timing"):
+            desc += f"; timing: {d['timing']}"
+        lines.append(f"- **{key}**: {desc}")
+    return "\n".join(lines)
+
+
+def write_docs(results: dict, rows: list[dict], path: Path, *, result_file: str) -> None:
+    m = results.get("machine", {})
+    versions = m.get("versions", {})
+    gen = [
+        BEGIN,
+        "",
+        f"Measured {results['timestamp']}{' (QUICK smoke run: small sizes, not the figures to quote)' if results.get('quick') else ''}"
+        f" with `make bench`; {results.get('repetitions')} repetitions of every timed run, contenders alternating, "
+        f"medians shown. Raw runs: `{result_file}` (also `bench/results/latest.json`). "
+        f"The whole suite took {results.get('suite_seconds', 0) / 60:.1f} min.",
+        "",
+        markdown_table(rows),
+        "",
+        "Workloads:",
+        "",
+        _sizes_text(results),
+        "",
+        f"Page cache between cold runs: {results.get('page_cache', 'unknown')}; the server's files are read back "
+        "into memory before each run, so the client side starts cold and the server answers from RAM.",
+        "",
+        "Machine:",
+        "",
+        f"- {m.get('nproc')} CPUs ({m.get('cpu')}), {m.get('memory_gib')} GiB memory, kernel {m.get('kernel')}, "
+        f"{m.get('os')}",
+        f"- filesystem of the work directory: `{m.get('filesystem')}`",
+        f"- Python {m.get('python')}; " + "; ".join(f"{k} {v}" for k, v in versions.items()),
+        "",
+        END,
+    ]
+    block = "\n".join(gen)
+    if path.exists():
+        text = path.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            tail = rest.split(END, 1)[1]
+            path.write_text(head + block + tail)
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# Performance\n\n" + block + "\n")
