@@ -46,12 +46,21 @@ _PATHSTYLE_RE = re.compile(r"^s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$
 _VERSION_IN_NAME_RE = re.compile(r"_v(?P<version>[^/\\]+)\.json$")
 
 
+def _short(value: object, limit: int = 160) -> str:
+    """``repr(value)``, cut to ``limit`` characters so that a hostile 10 MB string makes a readable error."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(str(value))} characters)"
+
+
 def parse_semver(text: str, *, what: str = "version") -> semver.Version:
     """Parse ``text`` as a semantic version or raise :class:`ManifestVersionError`."""
     try:
         return semver.Version.parse(text)
     except (ValueError, TypeError) as exc:
-        raise ManifestVersionError(f"{what} {text!r} is not a semantic version (like 0.4.0): {exc}") from None
+        detail = f": {exc}" if len(str(text)) <= 200 else ""
+        raise ManifestVersionError(f"{what} {_short(text)} is not a semantic version (like 0.4.0){detail}") from None
 
 
 def version_from_manifest_name(name: str) -> semver.Version:
@@ -64,8 +73,8 @@ def version_from_manifest_name(name: str) -> semver.Version:
     """
     match = _VERSION_IN_NAME_RE.search(name)
     if not match:
-        raise ManifestVersionError(f"manifest name {name!r} does not end in _v<semver>.json")
-    return parse_semver(match.group("version"), what=f"version in manifest name {name!r}")
+        raise ManifestVersionError(f"manifest name {_short(name)} does not end in _v<semver>.json")
+    return parse_semver(match.group("version"), what=f"version in manifest name {_short(name)}")
 
 
 def sort_manifest_names(names: list[str] | tuple[str, ...] | set[str]) -> list[str]:
@@ -94,17 +103,17 @@ def check_relative_path(path: str, *, what: str) -> str:
     if not isinstance(path, str) or not path:
         raise UnsafePathError(f"{what}: empty path")
     if any(ord(c) < 32 or c == "\x7f" for c in path):
-        raise UnsafePathError(f"{what}: path {path!r} contains NUL or control characters")
+        raise UnsafePathError(f"{what}: path {_short(path)} contains NUL or control characters")
     if "\\" in path:
-        raise UnsafePathError(f"{what}: path {path!r} contains a backslash")
+        raise UnsafePathError(f"{what}: path {_short(path)} contains a backslash")
     if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise UnsafePathError(f"{what}: path {path!r} is absolute")
+        raise UnsafePathError(f"{what}: path {_short(path)} is absolute")
     parts = path.split("/")
     for part in parts:
         if part in ("", ".", ".."):
-            raise UnsafePathError(f"{what}: path {path!r} has an empty, '.' or '..' segment")
+            raise UnsafePathError(f"{what}: path {_short(path)} has an empty, '.' or '..' segment")
         if len(part.encode()) > 255:
-            raise UnsafePathError(f"{what}: a segment of {path!r} is longer than 255 bytes")
+            raise UnsafePathError(f"{what}: a segment of {_short(path)} is longer than 255 bytes")
     if len(path.encode()) > 1024:
         raise UnsafePathError(f"{what}: path is longer than 1024 bytes")
     return path
@@ -135,7 +144,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if not isinstance(url, str):
         raise UnsafePathError(f"URL must be a string, got {type(url).__name__}")
     if any(ord(c) < 32 for c in url) or "\\" in url:
-        raise UnsafePathError(f"URL {url!r} contains control characters or backslashes")
+        raise UnsafePathError(f"URL {_short(url)} contains control characters or backslashes")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "s3":
@@ -148,14 +157,14 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         else:
             segments = parts.path.lstrip("/").split("/", 1)
             if len(segments) != 2:
-                raise UnsafePathError(f"URL {url!r} has no bucket and key in its path")
+                raise UnsafePathError(f"URL {_short(url)} has no bucket and key in its path")
             bucket, path = segments[0], segments[1]
     else:
-        raise UnsafePathError(f"URL {url!r} is not http(s):// or s3://")
+        raise UnsafePathError(f"URL {_short(url)} is not http(s):// or s3://")
     key = unquote(path.lstrip("/"))
     if not bucket or not re.match(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$", bucket):
-        raise UnsafePathError(f"URL {url!r} names no valid bucket")
-    check_relative_path(key, what=f"key of URL {url!r}")
+        raise UnsafePathError(f"URL {_short(url)} names no valid bucket")
+    check_relative_path(key, what=f"key of URL {_short(url)}")
     return bucket, key
 
 
@@ -198,13 +207,13 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise ManifestValidationError(f"duplicate JSON key {key!r}")
+            raise ManifestValidationError(f"duplicate JSON key {_short(key)}")
         seen[key] = value
     return seen
 
 
 def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
-    where = f"{source}: {section}[{name!r}]"
+    where = f"{source}: {section}[{_short(name)}]"
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ManifestValidationError(f"{where}: key must be a short name of letters, digits, '.', '_' or '-'")
     if not isinstance(raw, dict):
@@ -230,7 +239,7 @@ def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
         raise UnsafePathError(f"{where}: {exc}") from None
     segments = key.split("/", 1)
     if len(segments) < 2:
-        raise UnsafePathError(f"{where}: key {key!r} has no path below its project prefix")
+        raise UnsafePathError(f"{where}: key {_short(key)} has no path below its project prefix")
     return FileEntry(
         name=name,
         url=raw["url"],
@@ -302,15 +311,15 @@ class Manifest:
                 raise ManifestValidationError(f"{source}: {key} must be a non-empty string")
         project = raw["project_name"]
         if not _NAME_RE.match(project):
-            raise UnsafePathError(f"{source}: project_name {project!r} is not a safe directory name")
+            raise UnsafePathError(f"{source}: project_name {_short(project)} is not a safe directory name")
         version = raw["manifest_version"]
         parse_semver(version, what=f"{source}: manifest_version")
         if not _NAME_RE.match(version):
-            raise UnsafePathError(f"{source}: manifest_version {version!r} is not a safe directory name")
+            raise UnsafePathError(f"{source}: manifest_version {_short(version)} is not a safe directory name")
         if name is not None:
             check_relative_path(name, what="manifest name")
             if "/" in name:
-                raise UnsafePathError(f"manifest name {name!r} must be a plain file name")
+                raise UnsafePathError(f"manifest name {_short(name)} must be a plain file name")
         pipeline = raw["data_pipeline"]
         if isinstance(pipeline, dict):  # tolerate a single step written as an object
             pipeline = [pipeline]
@@ -328,9 +337,9 @@ class Manifest:
                 other = seen_paths.get(entry.relative_path)
                 if other is not None:
                     raise ManifestValidationError(
-                        f"{source}: {section}[{key!r}] and {other} both map to {entry.relative_path!r}"
+                        f"{source}: {section}[{_short(key)}] and {other} both map to {_short(entry.relative_path)}"
                     )
-                seen_paths[entry.relative_path] = f"{section}[{key!r}]"
+                seen_paths[entry.relative_path] = f"{section}[{_short(key)}]"
                 parsed[key] = entry
             sections[section] = parsed
         return cls(
