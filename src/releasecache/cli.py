@@ -715,9 +715,9 @@ def publish(ctx: click.Context, source: Path, version: str, previous: str | None
             url_style: str, record_size: bool, dry_run: bool, as_json: bool) -> None:
     """Publish SOURCE as the next version of the release on --bucket.
 
-    SOURCE mirrors the bucket keys: <project>/project_metadata/*.csv, data
-    files anywhere below <project>/, and optionally file_ids.json mapping data
-    file ids to keys. Only files whose content changed since the previous
+    SOURCE mirrors the bucket keys: the metadata CSVs in
+    <project>/project_metadata/, data files anywhere else below <project>/,
+    and optionally file_ids.json mapping data file ids to keys. Only files whose content changed since the previous
     version are uploaded; the manifest records the version ids the server
     assigned. The bucket must have versioning enabled. Requests are signed
     (AWS credentials, --profile).
