@@ -177,7 +177,11 @@ class Transfer:
                 except StorageError:
                     self._discard(h)  # a full disk must not keep a half file around
                     raise
-                return self.store.publish(partial, h)
+                try:
+                    return self.store.publish(partial, h)
+                except StorageError:
+                    self._discard(h)  # cannot publish (permissions, full disk): leave no orphan behind
+                    raise
             raise IntegrityError(
                 f"{entry.relative_path}: content did not match the manifest's blake2b after "
                 f"{self.config.integrity_attempts} downloads; last problem: {last}"

@@ -110,12 +110,12 @@ def constrained_fetch(settings: dict[str, Any]) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
         limit = int(settings["fsize_limit"])
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    if settings.get("drop_to_uid") is not None:
-        os.setgid(int(settings["drop_to_gid"]))
-        os.setuid(int(settings["drop_to_uid"]))
     out: dict[str, Any] = {}
     try:
-        cache = open_cache(settings)
+        cache = open_cache(settings)  # imports everything while the interpreter's files are readable
+        if settings.get("drop_to_uid") is not None:
+            os.setgid(int(settings["drop_to_gid"]))
+            os.setuid(int(settings["drop_to_uid"]))
         path = cache.download_data(settings["file_id"])
         out["ok"] = str(path)
     except Exception as exc:
