@@ -145,22 +145,22 @@ class VerifyReport:
 
 
 def _check_one(store: Store, file_hash: str, path: Path, expected_size: int | None, mode: str,
-               own: bool) -> tuple[str | None, os.stat_result | None, int]:
-    """Return (problem or None, stat at hashing time, bytes hashed)."""
+               own: bool) -> tuple[str | None, os.stat_result | None, int | None]:
+    """Return (problem or None, stat at hashing time, bytes hashed or None if not hashed)."""
     try:
         st = os.stat(path) if not own else os.lstat(path)
     except OSError as exc:
-        return f"cannot stat: {exc.strerror}", None, 0
+        return f"cannot stat: {exc.strerror}", None, None
     if own and not stat.S_ISREG(st.st_mode):
-        return "not a regular file", st, 0
+        return "not a regular file", st, None
     if expected_size is not None and st.st_size != expected_size:
-        return f"size is {st.st_size} bytes, the manifest says {expected_size}", st, 0
+        return f"size is {st.st_size} bytes, the manifest says {expected_size}", st, None
     if mode == "fast" and own and stamp_matches(read_stamp(store.stamps_dir, file_hash), st):
-        return None, st, 0
+        return None, st, None
     try:
         digest = hash_file(path)
     except OSError as exc:
-        return f"cannot read: {exc.strerror}", st, 0
+        return f"cannot read: {exc.strerror}", st, None
     if digest != file_hash:
         return f"blake2b is {digest[:16]}…, not {file_hash[:16]}…", st, st.st_size
     return None, st, st.st_size
@@ -251,7 +251,7 @@ def verify(store: Store, manifest: Manifest | None = None, *, mode: str = "fast"
             continue
         jobs.append((h, found, found == store.blob_path(h)))
 
-    def run(job: tuple[str, Path, bool]) -> tuple[str, Path, bool, tuple[str | None, os.stat_result | None, int]]:
+    def run(job: tuple[str, Path, bool]) -> tuple[str, Path, bool, tuple[str | None, os.stat_result | None, int | None]]:
         h, path, own = job
         return h, path, own, _check_one(store, h, path, targets[h][0], mode, own)
 
@@ -259,12 +259,12 @@ def verify(store: Store, manifest: Manifest | None = None, *, mode: str = "fast"
     with ThreadPoolExecutor(max(1, max_workers)) as pool:
         for h, path, own, (problem, st, nbytes) in pool.map(run, jobs):
             report.checked += 1
-            if nbytes:
+            if nbytes is not None:
                 report.hashed += 1
                 report.bytes_hashed += nbytes
             if problem is None:
                 report.intact += 1
-                if own and nbytes and not store.read_only:
+                if own and nbytes is not None and not store.read_only:
                     store.stamp(h)  # hashed because the stamp was missing or stale: stamp it again
                 continue
             record: dict[str, Any] = {"file_hash": h, "paths": sorted(targets[h][1]), "reason": problem,
