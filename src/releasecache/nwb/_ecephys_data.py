@@ -118,20 +118,26 @@ def _attribute(container: Any, name: str) -> Any:
     return value
 
 
+def _probe_ids_from_electrodes(nwbfile: Any) -> dict[str, int]:
+    """``{group name: probe id}`` from the electrodes table's ``probe_id`` column."""
+    electrodes = nwbfile.electrodes
+    if electrodes is None or not {"probe_id", "group_name"} <= set(electrodes.colnames):
+        return {}
+    names = read_dataset(electrodes["group_name"].data)
+    ids = read_dataset(electrodes["probe_id"].data)
+    return {str(n): int(i) for n, i in zip(names, ids)}
+
+
 def probe_infos(nwbfile: Any, path: Path) -> list[ProbeInfo]:
     """Probes of the session, from electrode groups and their devices, in group order."""
-    fallback: dict[str, int] = {}
-    electrodes = nwbfile.electrodes
-    if electrodes is not None and "probe_id" in electrodes.colnames and "group_name" in electrodes.colnames:
-        names = read_dataset(electrodes["group_name"].data)
-        ids = read_dataset(electrodes["probe_id"].data)
-        fallback = {str(n): int(i) for n, i in zip(names, ids)}
+    fallback: dict[str, int] | None = None
     out = []
     for name, group in nwbfile.electrode_groups.items():
         probe_id = _attribute(group, "probe_id")
         if probe_id is None:
             probe_id = _attribute(group.device, "probe_id") if group.device is not None else None
         if probe_id is None:
+            fallback = _probe_ids_from_electrodes(nwbfile) if fallback is None else fallback
             probe_id = fallback.get(name)
         if probe_id is None:
             raise NwbLayoutError(f"{path.name}: electrode group {name!r} has no probe id")
