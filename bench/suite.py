@@ -218,13 +218,13 @@ class Suite:
             contenders["releasecache (tuned)"] = lambda d: run_rc(d, TUNED, TUNED_MAX_FILES)
         if not shutil.which("aria2c"):
             contenders.pop("aria2c -x8 -j8")
-        runs = self.alternate("W1", contenders, warm=data["paths"], expect_bytes=data["bytes"])
+        runs = self.alternate("W1", contenders, warm=data["paths"], expect_bytes=data["bytes"], durable=True)
         self.record("W1", {"title": "cold bulk download over HTTP (nginx)", "bytes": data["bytes"], "files": len(objs),
                            "runs": runs, "timing": "wall time; releasecache timed inside its process after imports "
                                                   "(process wall time also recorded)"})
 
     def alternate(self, wl: str, contenders: dict, *, warm: list[str] | None = None, expect_bytes: int | None = None,
-                  reps: int = REPS, counted: bool = True) -> dict:
+                  reps: int = REPS, counted: bool = True, durable: bool = False) -> dict:
         """Run each contender ``reps`` times, rotating the order every repetition; each run cold."""
         names = list(contenders)
         runs: dict[str, list[dict]] = {n: [] for n in names}
@@ -234,7 +234,16 @@ class Suite:
                 dest = self.fresh_dir(f"{wl.lower()}-dest")
                 self.cache.cold(warm)
                 offset = self.nginx.log_offset() if (counted and self.nginx) else None
+                load1 = os.getloadavg()[0]
                 out = contenders[name](dest)
+                out["load1_before"] = load1
+                if durable and isinstance(out.get("seconds"), (int, float)):
+                    # Time until the bytes are on disk: releasecache fsyncs every blob before it
+                    # returns; the references leave dirty pages behind, flushed here.
+                    t = time.perf_counter()
+                    os.sync()
+                    out["sync_seconds"] = time.perf_counter() - t
+                    out["durable_seconds"] = out["seconds"] + out["sync_seconds"]
                 if offset is not None:
                     out["server"] = self.nginx.count_since(offset)
                     if expect_bytes and out["server"]["body_bytes"] < expect_bytes and not out.get("error"):
@@ -276,7 +285,7 @@ class Suite:
                 "objects": [{"key": o.key, "version_id": o.version_id} for o in objs]})])
 
         contenders = {"releasecache": run_rc, "AllenSDK 2.16.2": run_sdk, "boto3 download_file": run_boto3}
-        runs = self.alternate("W2", contenders, warm=data["paths"], expect_bytes=data["bytes"])
+        runs = self.alternate("W2", contenders, warm=data["paths"], expect_bytes=data["bytes"], durable=True)
         self.w2_allensdk_cache = None
         self.record("W2", {"title": "cold download of a small release over the S3 API (nginx as S3)",
                            "bytes": data["bytes"], "files": len(objs), "runs": runs,
