@@ -456,7 +456,7 @@ class CloudCache:
             raise OfflineError(f"{entry.relative_path} is not in the read-only cache {store.root}")
         bar = None if progress is not None else _progress_bar(entry, self.progress)
         try:
-            self.transfer.fetch(self.remote, entry, progress=progress or (bar.update if bar else None))
+            self.transfer.fetch(self.remote, entry, progress=progress or (bar.update if bar is not None else None))
         finally:
             if bar is not None:
                 bar.close()

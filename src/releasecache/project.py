@@ -349,10 +349,10 @@ class ProjectCache:
         """
         ids: list[int] | None = None
         if file_ids is not None or ecephys_session_ids is not None or behavior_session_ids is not None:
-            ids = [int(f) for f in (file_ids or [])]
-            for esid in ecephys_session_ids or []:
+            ids = [int(f) for f in (file_ids if file_ids is not None else [])]
+            for esid in ecephys_session_ids if ecephys_session_ids is not None else []:
                 ids += self._session_file_ids(ecephys_session_id=int(esid), include_lfp=include_lfp)
-            for bsid in behavior_session_ids or []:
+            for bsid in behavior_session_ids if behavior_session_ids is not None else []:
                 ids += self._session_file_ids(behavior_session_id=int(bsid))
             ids = list(dict.fromkeys(ids))
         return self.cache.prefetch(ids, **kwargs)
