@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from . import CloudCache, OutdatedManifestWarning
+from . import OutdatedManifestWarning
 from .bulk import _human
 from .testing.proxy import FaultProxy
 from .testing.s3server import S3Server, publish_fixture
@@ -37,19 +37,21 @@ def _tree(root: Path, below: str, limit: int = 6) -> None:
 
 
 def run(workdir: Path) -> None:
-    from .fixtures.toy import PROJECT, build_toy_release
+    from .fixtures.vbn import build_vbn_release
+    from .project import BUCKET_NAME, PROJECT_NAME, ProjectCache
 
-    bucket = "demo-release-data"
     with S3Server() as server, FaultProxy(server.endpoint_url) as counter:
         _say(f"An S3-compatible server is running at {server.endpoint_url} (bucket versioning on, public read)")
-        release = build_toy_release(workdir / "release")
-        manifests = publish_fixture(server, bucket, PROJECT, release)
-        print(f"Published {len(manifests)} versions of '{PROJECT}'; each manifest pins every file by "
-              "URL, S3 version id and blake2b hash.")
+        release = build_vbn_release(workdir / "release")
+        manifests = publish_fixture(server, BUCKET_NAME, PROJECT_NAME, release)
+        print(f"Published {len(manifests)} versions of a small synthetic '{PROJECT_NAME}' release (real layout, "
+              "CSV columns and NWB structure); each manifest pins every file by URL, S3 version id and blake2b.")
 
         cache_dir = workdir / "cache"
         # Requests go through a counting proxy, so the demo can show exactly what crossed the wire.
-        cache = CloudCache.from_s3(cache_dir, bucket, PROJECT, endpoint_url=counter.url, progress=False)
+        cache = ProjectCache.from_s3(cache_dir, endpoint_url=counter.url, progress=False)
+        _say("cache = ProjectCache.from_s3(cache_dir, endpoint_url=...)")
+        print(f"  current manifest: {cache.current_manifest()}; object downloads so far: {counter.stats.gets()}")
 
         _say("cache.list_manifest_file_names()  (sorted by semver)")
         for name in cache.list_manifest_file_names():
@@ -62,34 +64,41 @@ def run(workdir: Path) -> None:
         for w in caught:
             print(f"  {w.category.__name__}: " + str(w.message).replace("\n", "\n    "))
 
-        _say("cache.prefetch()  — download and verify every file of 0.1.0")
+        _say("cache.get_ecephys_session_table() / get_unit_table()  — each CSV is fetched when first asked for")
+        sessions = cache.get_ecephys_session_table()
+        print(sessions[["session_type", "genotype", "unit_count", "probe_count"]].to_string(max_colwidth=40))
+        print(f"  units: {len(cache.get_unit_table())} rows; object downloads so far: {counter.stats.gets()}")
+
+        session_id = int(sessions.index[0])
+        _say(f"session = cache.get_ecephys_session({session_id})")
+        with cache.get_ecephys_session(session_id) as session:
+            print(f"  {len(session.get_units())} units, {len(session.trials)} trials, "
+                  f"{len(session.stimulus_presentations)} stimulus presentations; LFP files stay remote until "
+                  "session.get_lfp(probe_id) is called")
+
+        _say("cache.prefetch()  — download and verify every file of this version")
         report = cache.prefetch(progress=False)
         print(f"  {report.summary()}")
-        print(f"  GET requests: {counter.stats.gets()}")
-        _tree(cache_dir, f"{PROJECT}-0.1.0")
+        _tree(cache_dir, f"{PROJECT_NAME}-{manifests[0].version}", limit=3)
 
         _say("cache.load_latest_manifest(); cache.prefetch()  — switch to the latest version")
         counter.clear()
         cache.load_latest_manifest()
-        plan = cache.plan_prefetch()
+        plan = cache.cache.plan_prefetch()
         print(f"  plan: {plan.summary()}")
         report = cache.prefetch(progress=False)
         print(f"  {report.summary()}")
-        print(f"  fetched only what changed: {len(report.fetched)} files, {_human(report.bytes_fetched)} "
-              f"in {counter.stats.gets()} GET requests; {len(report.reused)} unchanged or renamed files "
-              "were linked to blobs already in the cache")
-        path = cache.download_data(1)
-        print(f"  cache.download_data(1) -> {path.relative_to(cache_dir)}")
-        print("    a relative link into blobs/, so the whole cache directory can be moved or copied")
+        print(f"  only what changed crossed the wire: {_human(report.bytes_fetched)} in {counter.stats.gets()} "
+              f"GET requests; {len(report.reused)} unchanged or renamed files were linked to blobs already "
+              "in the cache (relative links, so the cache directory can be moved or copied)")
 
         _say(f"print(cache.compare_manifests(<{manifests[0].version}>, <{manifests[-1].version}>))")
         print(cache.compare_manifests(manifests[0].name, manifests[-1].name))
 
-        _say("Offline: CloudCache.from_local_cache(cache_dir) needs no network")
-        offline = CloudCache.from_local_cache(cache_dir, PROJECT, progress=False)
-        offline.load_last_manifest()
+        _say("Offline: ProjectCache.from_local_cache(cache_dir) needs no network")
+        offline = ProjectCache.from_local_cache(cache_dir, progress=False)
         print(f"  current manifest: {offline.current_manifest()}; "
-              f"units.csv has {len(offline.get_metadata('units'))} rows")
+              f"{len(offline.get_ecephys_session_table(filter_abnormalities=False))} ecephys sessions")
     print("\nDone. The cache directory is the index: blobs/ holds each content once, verified and read-only;")
     print(f"<project>-<version>/ holds the familiar paths as relative links. Explore it: {cache_dir}")
 

@@ -1,0 +1,16 @@
+"""`make demo` runs the tour end to end (it starts its own S3 server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_demo_runs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "releasecache.demo", "--workdir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "OutdatedManifestWarning" in out and "project_metadata/units.csv changed" in out
+    assert "0 failed" in out and "linked" in out
+    assert (tmp_path / "cache" / "blobs" / "blake2b").is_dir()
