@@ -29,7 +29,7 @@ extensions = [
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "*.ipynb", "README.md"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "**/*.ipynb", "*.ipynb", "README.md", "**/README.md"]
 
 # numpydoc-style docstrings
 napoleon_google_docstring = False
@@ -67,14 +67,16 @@ ORDERED_PAGES = [
 
 
 def _toc() -> str:
-    present = {p.stem for p in HERE.iterdir() if p.suffix in (".md", ".rst") and p.stem != "index"
-               and p.name != "README.md"}
+    present = {p.relative_to(HERE).with_suffix("").as_posix() for p in HERE.rglob("*")
+               if p.suffix in (".md", ".rst") and p.name != "README.md" and "_build" not in p.parts
+               and not p.name.startswith(".")} - {"index"}
     pages = [p for p in ORDERED_PAGES if p in present] + sorted(present - set(ORDERED_PAGES))
     toc = "\n```{toctree}\n:maxdepth: 2\n:caption: Contents\n\n" + "\n".join(pages) + "\n```\n"
-    notebooks = sorted(p.name for p in HERE.glob("*.ipynb"))
+    notebooks = sorted(p.relative_to(HERE).as_posix() for p in HERE.rglob("*.ipynb")
+                       if "_build" not in p.parts and ".ipynb_checkpoints" not in p.parts)
     if notebooks:
         toc += "\n## Tutorial notebooks\n\nDownload and run them in Jupyter (they are not executed by this build):\n\n"
-        toc += "\n".join(f"- {{download}}`{name} <{name}>`" for name in notebooks) + "\n"
+        toc += "\n".join(f"- {{download}}`{Path(nb).name} <{nb}>`" for nb in notebooks) + "\n"
     return toc
 
 
