@@ -23,7 +23,9 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import MetadataTableError
@@ -56,6 +58,9 @@ ABNORMALITY_COLUMNS: tuple[str, ...] = ("abnormal_histology", "abnormal_activity
 
 SIDECAR_FORMAT = 1
 """Bump when the typing rules change, so old sidecars are not reused."""
+
+_OBJECT_TEXT = int(pd.__version__.split(".", 1)[0]) < 3
+"""pandas < 3 keeps text as Python objects; pandas >= 3 has an Arrow-backed string dtype."""
 
 SIDECAR_MODE = 0o644
 """Sidecars are replaced, never edited, so they need no write permission."""
@@ -154,8 +159,7 @@ def _read_sidecar(path: Path, name: str) -> pd.DataFrame | None:
     try:
         # Memory-mapped and uncompressed: to_pandas() copies the numeric
         # columns into fresh blocks, which is the only real work left.
-        table = feather.read_table(str(path), memory_map=True)
-        frame = table.to_pandas()
+        frame = _from_arrow(feather.read_table(str(path), memory_map=True), name)
     except FileNotFoundError:
         return None
     except (OSError, pa.ArrowException, ValueError, KeyError, TypeError) as exc:
@@ -163,12 +167,70 @@ def _read_sidecar(path: Path, name: str) -> pd.DataFrame | None:
                        path, exc)
         _remove_quietly(path)
         return None
-    index = INDEX_COLUMNS[name]
-    if index not in frame.columns:
-        logger.warning("ignoring table sidecar %s: no %r column; rebuilding it", path, index)
+    if frame is None:
+        logger.warning("ignoring table sidecar %s: no %r column; rebuilding it",
+                       path, INDEX_COLUMNS[name])
         _remove_quietly(path)
+    return frame
+
+
+def _to_arrow(frame: pd.DataFrame) -> Any:
+    """The typed frame as an Arrow table, its index as a plain first column.
+
+    (Arrow keeps an Int64 column's dtype in the pandas metadata, but not an
+    Int64 index's.) Where pandas keeps text as Python objects (pandas < 3),
+    text columns are stored dictionary-encoded: decoding them is then a
+    ``take`` from the few distinct values instead of one new object per row.
+    """
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    table = pa.Table.from_pandas(frame.reset_index(), preserve_index=False)
+    if _OBJECT_TEXT:
+        for i, field in enumerate(table.schema):
+            if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+                table = table.set_column(i, field.name, pc.dictionary_encode(table.column(i)))
+    return table
+
+
+def _from_arrow(table: Any, name: str) -> pd.DataFrame | None:
+    """Inverse of :func:`_to_arrow` (None if the index column is missing).
+
+    The index is attached directly rather than with ``set_index``, which
+    copies every column under pandas < 3. Missing text is NaN, as
+    ``read_csv`` spells it.
+    """
+    import pyarrow as pa  # noqa: PLC0415
+
+    index_name = INDEX_COLUMNS[name]
+    if index_name not in table.column_names:
         return None
-    return frame.set_index(index)
+    index = table.column(index_name).to_pandas()
+    if name in NULLABLE_INT_TABLES and index_name in INTEGER_COLUMNS:
+        index = index.astype("Int64")
+    table = table.drop_columns([index_name])
+    frame = table.to_pandas()
+    frame.index = pd.Index(index, name=index_name)
+    for field, column in zip(table.schema, table.columns):
+        if pa.types.is_dictionary(field.type):
+            frame[field.name] = _decode_dictionary(column)
+        elif column.null_count and frame[field.name].dtype == object:
+            values = frame[field.name].to_numpy(dtype=object, copy=True)
+            values[pd.isna(values)] = np.nan
+            frame[field.name] = values
+    return frame
+
+
+def _decode_dictionary(column: Any) -> np.ndarray:
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    labels = np.empty(len(array.dictionary) + 1, dtype=object)
+    labels[:-1] = array.dictionary.to_pylist()
+    labels[-1] = np.nan
+    codes = pc.fill_null(array.indices, -1).to_numpy(zero_copy_only=False).astype(np.intp)
+    codes[codes < 0] = len(labels) - 1
+    return labels.take(codes)
 
 
 def _remove_quietly(path: Path) -> None:
@@ -186,9 +248,7 @@ def _write_sidecar(frame: pd.DataFrame, path: Path) -> None:
     tmp_name = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # The index goes in as a plain column: Arrow keeps an Int64 column's
-        # dtype in the pandas metadata, but not an Int64 index's.
-        table = pa.Table.from_pandas(frame.reset_index(), preserve_index=False)
+        table = _to_arrow(frame)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                          delete=False) as handle:
             tmp_name = handle.name
