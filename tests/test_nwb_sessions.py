@@ -555,6 +555,22 @@ def test_close_releases_the_file(vbn_release, tmp_path):
         BehaviorSession(tmp_path / "missing.nwb")
 
 
+def test_sessions_read_from_file_objects(vbn_release):
+    """A seekable binary file (e.g. a streamed remote file) works like a path."""
+    root = vbn_release["0.3.0"]
+    meta = probe_meta(root, E1)
+    with open(session_path(root, E1), "rb") as raw, open(meta["probeB"].lfp_csd_filepath.path, "rb") as lfp_raw:
+        streamed_meta = {"probeB": ProbeMeta(lfp_csd_filepath=lambda: lfp_raw, lfp_sampling_rate=2500.0)}
+        with EcephysSession(raw, probe_meta=streamed_meta) as session:
+            assert session.nwb_path.name == f"ecephys_session_{E1}.nwb"
+            assert len(session.get_units()) == 21
+            lfp = session.get_lfp(E1_PROBES["probeB"])
+            assert lfp.dims == ("time", "channel") and lfp.shape[0] == 400
+        assert not raw.closed and not lfp_raw.closed  # the caller's files stay open
+        with BehaviorSession(raw) as behavior:
+            assert behavior.behavior_session_id == 1044408432
+
+
 def test_returned_objects_are_copies(e1):
     trials = e1.trials
     trials.loc[0, "start_time"] = -1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 import pandas as pd
@@ -15,21 +15,33 @@ from ..errors import NwbLayoutError, SessionClosedError
 logger = logging.getLogger("releasecache")
 
 
+Source = Union[Path, str, BinaryIO]
+"""A local path, or a seekable binary file object (e.g. a streamed remote file)."""
+
+
 class NwbHandle:
     """One NWB file, opened read-only on first use and closed by :meth:`close`.
 
     Parameters
     ----------
-    path
-        Local path of the file. It must exist; it is opened only when some
-        data is first asked for.
+    source
+        Local path of the file (it must exist), or a seekable binary file
+        object such as a streamed remote file. The file is opened only when
+        some data is first asked for. A file object stays the caller's to
+        close; :meth:`close` closes only what this handle opened on it.
     """
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"NWB file not found: {self.path}")
+    def __init__(self, source: Source) -> None:
+        self._fileobj: BinaryIO | None = None
+        if isinstance(source, (str, Path)):
+            self.path = Path(source)
+            if not self.path.is_file():
+                raise FileNotFoundError(f"NWB file not found: {self.path}")
+        else:
+            self._fileobj = source
+            self.path = Path(str(getattr(source, "name", "<stream>")))
         self._io: Any = None
+        self._h5: Any = None
         self._nwbfile: Any = None
         self._closed = False
 
@@ -49,23 +61,42 @@ class NwbHandle:
         if self._closed:
             raise SessionClosedError(f"{self.path.name} was closed; open the session again")
         if self._nwbfile is None:
-            from pynwb import NWBHDF5IO  # noqa: PLC0415 - pynwb is slow to import
-
-            io = NWBHDF5IO(str(self.path), mode="r")
-            try:
-                self._nwbfile = io.read()
-            except Exception:
-                io.close()
-                raise
-            self._io = io
-            logger.debug("opened %s", self.path)
+            self._open()
         return self._nwbfile
+
+    def _open(self) -> None:
+        from pynwb import NWBHDF5IO  # noqa: PLC0415 - pynwb is slow to import
+
+        if self._fileobj is None:
+            io = NWBHDF5IO(str(self.path), mode="r")
+        else:
+            import h5py  # noqa: PLC0415
+
+            self._h5 = h5py.File(self._fileobj, "r")
+            io = NWBHDF5IO(file=self._h5, mode="r")
+        try:
+            self._nwbfile = io.read()
+        except Exception:
+            io.close()
+            self._close_h5()
+            raise
+        self._io = io
+        logger.debug("opened %s", self.path)
+
+    def _close_h5(self) -> None:
+        if self._h5 is not None:
+            try:
+                self._h5.close()
+            except (OSError, ValueError):  # already closed with the reader
+                pass
+        self._h5 = None
 
     def close(self) -> None:
         """Close the file (idempotent)."""
         if self._io is not None:
             self._io.close()
             logger.debug("closed %s", self.path)
+        self._close_h5()
         self._io = None
         self._nwbfile = None
         self._closed = True

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import _behavior_data as bd
-from ._file import NwbHandle
+from ._file import NwbHandle, Source
 from ._performance import ENGAGED_REWARD_RATE, performance_metrics, reward_rate, rolling_performance
 
 logger = logging.getLogger("releasecache")
@@ -29,7 +29,8 @@ class BehaviorSession:
     Parameters
     ----------
     path
-        Local path of the NWB file.
+        Local path of the NWB file, or a seekable binary file object (for
+        example a streamed remote file; it stays open after :meth:`close`).
 
     Examples
     --------
@@ -45,14 +46,14 @@ class BehaviorSession:
     )
     """What :meth:`list_data_attributes_and_methods` lists (the reference API's names)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Source) -> None:
         self._handle = NwbHandle(path)
 
     # -- lifecycle -------------------------------------------------------------------
 
     @property
     def nwb_path(self) -> Path:
-        """Path of the NWB file."""
+        """Path of the NWB file (a file object's ``name`` when reading a stream)."""
         return self._handle.path
 
     @property

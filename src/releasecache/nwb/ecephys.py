@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 
 from ..errors import UnknownProbeError
 from . import _ecephys_data as ed
-from ._file import NwbHandle
+from ._file import NwbHandle, Source
 from .behavior import BehaviorSession
 
 logger = logging.getLogger("releasecache")
@@ -30,12 +29,13 @@ class ProbeMeta:
     ----------
     lfp_csd_filepath
         Zero-argument callable returning the local path of the probe's LFP
-        file (called, and so downloaded, only when the LFP or CSD is asked for).
+        file, or a seekable binary file object (called, and so downloaded or
+        opened, only when the LFP or CSD is asked for).
     lfp_sampling_rate
         ``lfp_sampling_rate`` from probes.csv (Hz).
     """
 
-    lfp_csd_filepath: Callable[[], Path | str]
+    lfp_csd_filepath: Callable[[], Source]
     lfp_sampling_rate: float
 
 
@@ -107,7 +107,8 @@ class EcephysSession(BehaviorSession):
     Parameters
     ----------
     path
-        Local path of ``ecephys_session_<id>.nwb``.
+        Local path of ``ecephys_session_<id>.nwb``, or a seekable binary file
+        object.
     probe_meta
         ``{probe name: ProbeMeta}`` for the probes that have an LFP file.
 
@@ -127,7 +128,7 @@ class EcephysSession(BehaviorSession):
         "stimulus_templates", "stimulus_timestamps", "task_parameters", "trials",
     )
 
-    def __init__(self, path: Path | str, *, probe_meta: Mapping[str, ProbeMeta] | None = None) -> None:
+    def __init__(self, path: Source, *, probe_meta: Mapping[str, ProbeMeta] | None = None) -> None:
         super().__init__(path)
         self._probe_meta: dict[str, ProbeMeta] = dict(probe_meta or {})
         self._lfp_rates: dict[str, float] = {}
@@ -297,14 +298,14 @@ class EcephysSession(BehaviorSession):
 
     # -- LFP and CSD -----------------------------------------------------------------
 
-    def _probe_file(self, probe_id: int) -> tuple[ed.ProbeInfo, Path | None]:
+    def _probe_file(self, probe_id: int) -> tuple[ed.ProbeInfo, NwbHandle | None]:
         info = self._probe(probe_id)
         meta = self._probe_meta.get(info.name)
         if meta is None:
             logger.info("probe %s (%s) of session %s has no LFP file", probe_id, info.name,
                         self.ecephys_session_id)
             return info, None
-        return info, Path(meta.lfp_csd_filepath())
+        return info, NwbHandle(meta.lfp_csd_filepath())
 
     def get_lfp(self, probe_id: int) -> Any:
         """The probe's LFP as an ``xarray.DataArray`` named ``"LFP"``, dims ``(time, channel)``.
@@ -319,12 +320,11 @@ class EcephysSession(BehaviorSession):
         """
         import xarray as xr  # noqa: PLC0415 - only LFP users need xarray
 
-        info, path = self._probe_file(probe_id)
-        if path is None:
+        info, handle = self._probe_file(probe_id)
+        if handle is None:
             return None
-        handle = NwbHandle(path)
         try:
-            lfp = ed.read_lfp(handle.nwbfile, info.id, path)
+            lfp = ed.read_lfp(handle.nwbfile, info.id, handle.path)
         finally:
             handle.close()
         self._lfp_rates[info.name] = lfp.sampling_rate
@@ -345,12 +345,11 @@ class EcephysSession(BehaviorSession):
         """
         import xarray as xr  # noqa: PLC0415
 
-        info, path = self._probe_file(probe_id)
-        if path is None:
+        info, handle = self._probe_file(probe_id)
+        if handle is None:
             return None
-        handle = NwbHandle(path)
         try:
-            csd = ed.read_csd(handle.nwbfile, path)
+            csd = ed.read_csd(handle.nwbfile, handle.path)
         finally:
             handle.close()
         n = csd.data.shape[1]
