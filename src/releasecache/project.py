@@ -279,31 +279,74 @@ class ProjectCache:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def get_ecephys_session(self, ecephys_session_id: int) -> "EcephysSession":
-        """The session's NWB (downloaded and verified if needed) as an :class:`~releasecache.nwb.EcephysSession`.
+    def _open_session(self, factory: Any, file_id: int, stream: bool, **kwargs: Any) -> Any:
+        """Build a session over the verified local file, or over a ranged-read stream."""
+        if not stream:
+            session = factory(self.cache.download_data(file_id), **kwargs)
+            session.streamed, session.verified = False, True
+            return session
+        from .stream import open_data
+
+        remote_file = open_data(self.cache, file_id, prefer_local=True)
+        session = factory(remote_file, **kwargs)
+        close_session = session.close
+
+        def close() -> None:  # the session also owns the stream it was given
+            try:
+                close_session()
+            finally:
+                remote_file.close()
+
+        session.close = close
+        session.streamed = not self.cache.is_cached(self.cache.data_entry(file_id))
+        # Bytes read through a stream are pinned to the version id but never hashed.
+        session.verified = not session.streamed
+        session.stream = remote_file
+        return session
+
+    def get_ecephys_session(self, ecephys_session_id: int, *, stream: bool = False) -> "EcephysSession":
+        """The session's NWB as an :class:`~releasecache.nwb.EcephysSession`.
+
+        Parameters
+        ----------
+        ecephys_session_id
+            An index value of :meth:`get_ecephys_session_table`.
+        stream
+            Read the NWB with ranged requests at the manifest's pinned version id
+            instead of downloading it (the session's ``verified`` is then False:
+            streamed bytes are not hash-checked). A cached file is read locally.
 
         Probe LFP files are downloaded only when ``get_lfp`` or
         ``get_current_source_density`` is called for that probe.
         """
         from .nwb import EcephysSession, ProbeMeta
 
-        path = self.cache.download_data(self._ecephys_file_id(ecephys_session_id))
+        file_id = self._ecephys_file_id(ecephys_session_id)
         probe_meta = {
             name: ProbeMeta(lfp_csd_filepath=(lambda fid=fid: self.cache.download_data(fid)),
                             lfp_sampling_rate=rate)
             for name, (fid, rate) in self._probe_file_ids(ecephys_session_id).items()
         }
-        return EcephysSession(path, probe_meta=probe_meta)
+        return self._open_session(EcephysSession, file_id, stream, probe_meta=probe_meta)
 
-    def get_behavior_session(self, behavior_session_id: int) -> "BehaviorSession":
+    def get_behavior_session(self, behavior_session_id: int, *, stream: bool = False) -> "BehaviorSession":
         """A behavior session as a :class:`~releasecache.nwb.BehaviorSession`.
 
         A behavior session recorded with an ecephys session reads the ecephys
-        NWB, as the released files are organised.
+        NWB, as the released files are organised. ``stream`` as in
+        :meth:`get_ecephys_session`.
         """
         from .nwb import BehaviorSession
 
-        return BehaviorSession(self.cache.download_data(self._behavior_file_id(behavior_session_id)))
+        return self._open_session(BehaviorSession, self._behavior_file_id(behavior_session_id), stream)
+
+    def used_files(self) -> list[dict[str, Any]]:
+        """Every file this process opened through the cache (see :meth:`CloudCache.used_files`)."""
+        return self.cache.used_files()
+
+    def write_record(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """Write the reproducibility lock of :meth:`used_files` (see :meth:`CloudCache.write_record`)."""
+        return self.cache.write_record(path)
 
     # -- files ----------------------------------------------------------------------
 
