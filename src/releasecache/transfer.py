@@ -37,6 +37,7 @@ from .store import Store, _storage_error, atomic_write
 log = logging.getLogger("releasecache")
 
 MiB = 1024 * 1024
+READ_SIZE = MiB  # bytes per socket read: small enough for smooth progress and prompt cancels
 Progress = Callable[[int], None]
 SIDECAR_FORMAT = 1
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -120,11 +121,13 @@ class Transfer:
         self.config = config or TransferConfig()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._free: list[bytearray] = []
         self.stats = {"requests": 0, "bytes": 0, "retries": 0}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_pool"] = None
+        state["_free"] = []
         state.pop("_pool_lock", None)
         return state
 
@@ -282,7 +285,7 @@ class Transfer:
             raise _storage_error(exc, f"cannot record progress of {entry.relative_path}") from None
 
     def _first_part(self, remote: Remote, entry: FileEntry,
-                    progress: Progress | None) -> tuple[RangeResponse, bytearray | None]:
+                    progress: Progress | None) -> tuple[RangeResponse, memoryview | None]:
         """The first GET asks for one part, which also tells the object's size.
 
         Returns the response and the part's bytes; the bytes are None when the
@@ -291,7 +294,7 @@ class Transfer:
         """
         loc = entry.location
 
-        def attempt() -> tuple[RangeResponse, bytearray | None]:
+        def attempt() -> tuple[RangeResponse, memoryview | None]:
             try:
                 response = remote.get_range(loc, 0, self.config.part_size - 1)
             except RangeNotSatisfiable:
@@ -319,7 +322,7 @@ class Transfer:
         self.store._mkdir(self.store.partial_dir)
         partial = self.store.partial_path(h)
         state = self._read_sidecar(entry)
-        first_data: bytearray | None = None
+        first_data: memoryview | None = None
         if state is None:
             self._discard(h)
             response, first_data = self._first_part(remote, entry, progress)
@@ -363,36 +366,55 @@ class Transfer:
             pass
         return partial
 
+    def _buffer(self) -> bytearray:
+        """A part-sized buffer from the pool (reused, so memory stays flat over long jobs)."""
+        with self._pool_lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(self.config.part_size)
+
+    def _recycle(self, view: memoryview) -> None:
+        buf = view.obj
+        view.release()
+        if isinstance(buf, bytearray) and len(buf) == self.config.part_size:
+            with self._pool_lock:
+                if len(self._free) < self.config.window + self.config.max_parts_in_flight:
+                    self._free.append(buf)
+
     def _collect(self, response: RangeResponse, expected: int, entry: FileEntry,
-                 progress: Progress | None, cancel: threading.Event | None) -> bytearray:
-        """Read exactly ``expected`` bytes of a response into memory."""
-        buf = bytearray(expected)
-        view = memoryview(buf)
+                 progress: Progress | None, cancel: threading.Event | None) -> memoryview:
+        """Read exactly ``expected`` bytes of a response into a pooled buffer."""
+        if response.length is not None and response.length != expected:
+            raise TransientRemoteError(
+                f"{entry.relative_path}: server announced {response.length} bytes for a range of {expected} "
+                f"(offset {response.start})")
+        view = memoryview(self._buffer())[:expected]
         got = 0
         try:
-            for chunk in response.chunks:
+            while got < expected:
                 if cancel is not None and cancel.is_set():
                     raise _Cancelled()
-                n = len(chunk)
-                if got + n > expected:
-                    raise TransientRemoteError(
-                        f"{entry.relative_path}: server sent more than the {expected} bytes asked for "
-                        f"(from offset {response.start})")
-                view[got:got + n] = chunk
+                n = response.readinto(view[got:min(expected, got + READ_SIZE)])
+                if not n:
+                    break
                 got += n
                 if progress:
                     progress(n)
+            if got != expected:
+                raise TransientRemoteError(
+                    f"{entry.relative_path}: connection ended after {got} of {expected} bytes "
+                    f"(offset {response.start})")
+            if response.length is None and response.readinto(memoryview(bytearray(1))):
+                raise TransientRemoteError(
+                    f"{entry.relative_path}: server sent more than the {expected} bytes asked for "
+                    f"(from offset {response.start})")
         except BaseException:
             if progress and got:
                 progress(-got)
+            self._recycle(view)
             raise
-        if got != expected:
-            if progress and got:
-                progress(-got)
-            raise TransientRemoteError(
-                f"{entry.relative_path}: connection ended after {got} of {expected} bytes (offset {response.start})")
         self.stats["bytes"] += got
-        return buf
+        return view
 
     def _stream_whole(self, remote: Remote, entry: FileEntry, response: RangeResponse,
                       progress: Progress | None) -> Path:
@@ -426,11 +448,11 @@ class Transfer:
         return partial
 
     def _fetch_part(self, remote: Remote, entry: FileEntry, fd: int, start: int, end: int, size: int,
-                    progress: Progress | None, cancel: threading.Event) -> bytearray:
+                    progress: Progress | None, cancel: threading.Event) -> memoryview:
         """One ranged GET ``[start, end)`` with retries; written at its offset; returned for hashing."""
         expected = end - start
 
-        def attempt() -> bytearray:
+        def attempt() -> memoryview:
             response = remote.get_range(entry.location, start, end - 1)
             try:
                 self._check_version(entry, response, remote)
@@ -452,12 +474,12 @@ class Transfer:
         return data  # type: ignore[return-value]
 
     def _fetch_parts(self, remote: Remote, entry: FileEntry, fd: int, size: int, done: list[list[int]],
-                     first: bytearray | None, progress: Progress | None) -> str:
+                     first: memoryview | None, progress: Progress | None) -> str:
         """Fetch every missing part and return the blake2b of the whole file, hashed in order."""
         cfg = self.config
         parts = [(s, min(s + cfg.part_size, size)) for s in range(0, size, cfg.part_size)] or [(0, 0)]
         hasher = hashlib.blake2b()
-        buffered: dict[int, bytearray] = {}
+        buffered: dict[int, memoryview] = {}
         if first is not None and len(first):
             buffered[0] = first
         on_disk = {s for s, e in parts if _covered(done, s, e) and s not in buffered}
@@ -483,7 +505,9 @@ class Transfer:
                         hash_index += 1
                         continue
                     if s in buffered:
-                        hasher.update(buffered.pop(s))
+                        view = buffered.pop(s)
+                        hasher.update(view)
+                        self._recycle(view)
                     elif s in on_disk:
                         self._hash_from_disk(fd, s, e, hasher)
                     else:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 from ..errors import RemoteError
 from ..manifest import S3Location
@@ -43,6 +43,23 @@ class RangeResponse:
     chunks: Iterator[bytes]
     partial: bool
     _closer: object = None
+    _readinto: Callable[[memoryview], int] | None = None
+    _pending: bytes = field(default=b"", repr=False)
+
+    def readinto(self, view: memoryview) -> int:
+        """Read up to ``len(view)`` bytes of the body into ``view``; 0 at the end.
+
+        Remotes that can read from the socket straight into the buffer do so;
+        others fall back to copying from :attr:`chunks`.
+        """
+        if self._readinto is not None:
+            return self._readinto(view)
+        if not self._pending:
+            self._pending = next(self.chunks, b"")
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
 
     def close(self) -> None:
         """Release the connection back to the pool."""

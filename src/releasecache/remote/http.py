@@ -15,6 +15,7 @@ from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, Transi
 from .. import manifest as _manifest
 from ..manifest import S3Location
 from ._retry_codes import RETRY_STATUSES, parse_content_range, parse_retry_after
+from ._direct import DirectBody
 from .base import RangeNotSatisfiable, RangeResponse, Remote
 
 CHUNK = 1024 * 1024
@@ -177,6 +178,7 @@ class HttpRemote(Remote):
             partial = True
         else:
             first, total, partial = 0, length, False
+        body = DirectBody(response.raw, what)
         return RangeResponse(
             start=first,
             length=length,
@@ -184,7 +186,8 @@ class HttpRemote(Remote):
             version_id=response.headers.get("x-amz-version-id"),
             chunks=self._iter(response, what),
             partial=partial,
-            _closer=response,
+            _closer=body if body.direct else response,
+            _readinto=body.readinto if body.direct else None,
         )
 
     @staticmethod

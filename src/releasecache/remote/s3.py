@@ -16,6 +16,7 @@ from ._retry_codes import (
     parse_content_range,
     parse_retry_after,
 )
+from ._direct import DirectBody
 from .base import RangeNotSatisfiable, RangeResponse, Remote
 
 CHUNK = 1024 * 1024
@@ -207,6 +208,7 @@ class S3Remote(Remote):
             partial = True
         else:
             first, total, partial = 0, length, False
+        direct = DirectBody(getattr(body, "_raw_stream", None), what, _translate)
         return RangeResponse(
             start=first,
             length=length,
@@ -214,7 +216,8 @@ class S3Remote(Remote):
             version_id=response.get("VersionId"),
             chunks=self._iter_body(body, what),
             partial=partial,
-            _closer=body,
+            _closer=direct if direct.direct else body,
+            _readinto=direct.readinto if direct.direct else None,
         )
 
     def stat(self, location: S3Location) -> int:
