@@ -15,8 +15,6 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-import pandas as pd
-
 from .diff import ManifestDiff, compare_manifests
 from .errors import (
     StorageError,
@@ -34,6 +32,7 @@ from .store import Store
 from .transfer import Transfer, TransferConfig
 
 if TYPE_CHECKING:
+    import pandas as pd
     from .bulk import PrefetchPlan, PrefetchReport
     from .maintenance import DiskUsage, GCReport, VerifyReport
 
@@ -470,8 +469,10 @@ class CloudCache:
         """Return the local path of a metadata CSV, downloading and verifying it if needed."""
         return self.ensure(self.metadata_entry(name))
 
-    def get_metadata(self, name: str) -> pd.DataFrame:
+    def get_metadata(self, name: str) -> "pd.DataFrame":
         """A metadata CSV as a plain DataFrame (downloaded if needed)."""
+        import pandas as pd  # imported here: plain downloads should not pay for pandas
+
         return pd.read_csv(self.download_metadata(name))
 
     def entries_for(self, file_ids: Iterable[int | str] | None = None) -> list[FileEntry]:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 
 from .manifest import FileEntry, Manifest
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Kind = Literal["created", "deleted", "changed", "renamed"]
 Section = Literal["metadata", "data"]
@@ -106,9 +108,11 @@ class ManifestDiff:
                 lines.extend(str(c) for c in group)
         return "\n".join(lines)
 
-    def to_frame(self) -> pd.DataFrame:
+    def to_frame(self) -> "pd.DataFrame":
         """One row per change, with paths, hashes and version ids."""
         columns = [f for f in Change.__dataclass_fields__]
+        import pandas as pd  # imported here: plain downloads should not pay for pandas
+
         return pd.DataFrame([asdict(c) for c in self.changes], columns=columns)
 
     def to_dict(self) -> dict[str, Any]:
