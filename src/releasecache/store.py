@@ -73,15 +73,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` so readers see either the old or the new file, never half."""
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so readers see either the old or the new file, never half.
+
+    ``durable=False`` skips the fsync, for advisory records (resume sidecars)
+    whose loss after a power cut costs only a restart.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)

@@ -305,7 +305,8 @@ class Transfer:
             "done": done,
         }
         try:
-            atomic_write(self.store.sidecar_path(entry.file_hash), json.dumps(record).encode())
+            # Advisory: a lost or stale sidecar only costs a restart, since the full hash decides.
+            atomic_write(self.store.sidecar_path(entry.file_hash), json.dumps(record).encode(), durable=False)
         except OSError as exc:
             raise _storage_error(exc, f"cannot record progress of {entry.relative_path}") from None
 
@@ -378,7 +379,8 @@ class Transfer:
                     raise _storage_error(exc, f"cannot write {partial}") from None
                 if first_data is not None and len(first_data):
                     done = [[0, len(first_data)]]
-                self._write_sidecar(entry, size, done)
+                if not done or done[0][1] < size:  # a file done in one GET has nothing to resume
+                    self._write_sidecar(entry, size, done)
             digest = self._fetch_parts(remote, entry, fd, size, done, first_data, progress)
         finally:
             os.close(fd)
