@@ -23,7 +23,6 @@ afterwards, so the adopted files appear at their usual paths.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from .errors import (
     StorageError,
 )
 from .manifest import FileEntry, Manifest, relpath_within, sort_manifest_names, version_from_manifest_name
+from .store import hash_file
 
 if TYPE_CHECKING:
     from .cache import CloudCache
@@ -176,21 +176,6 @@ def _local_manifests(layout: str, root: Path, project: str) -> dict[str, Path]:
 # -- hashing and publishing -----------------------------------------------------
 
 
-def _hash_file(path: Path, out_fd: int | None = None) -> str:
-    hasher = hashlib.blake2b()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(CHUNK)
-            if not block:
-                break
-            hasher.update(block)
-            if out_fd is not None:
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(out_fd, view):]
-    return hasher.hexdigest()
-
-
 class _Adopter:
     def __init__(self, cache: "CloudCache", mode: str, dry_run: bool, progress: Callable[[int], None] | None):
         self.cache = cache
@@ -208,7 +193,7 @@ class _Adopter:
         with self._lock:
             known = self._hashes.get(key)
         if known is None:
-            known = _hash_file(path)
+            known = hash_file(path)
             if self.progress:
                 self.progress(st.st_size)
             with self._lock:
@@ -233,7 +218,7 @@ class _Adopter:
                 if mode == "hardlink":
                     try:
                         os.link(path, tmp)
-                        actual = _hash_file(tmp)  # hash what will be published: the linked inode
+                        actual = hash_file(tmp)  # hash what will be published: the linked inode
                     except OSError as exc:
                         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
                             raise
@@ -241,7 +226,7 @@ class _Adopter:
                 if actual is None:
                     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                     try:
-                        actual = _hash_file(path, out_fd=fd)  # hash the bytes as they are copied
+                        actual = hash_file(path, copy_to=fd)  # hash the bytes as they are copied
                     finally:
                         os.close(fd)
                 if self.progress:

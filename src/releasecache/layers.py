@@ -30,13 +30,12 @@ way: it serves whatever it or its layers hold and never writes.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 from pathlib import Path
 
 from .errors import IntegrityError, StorageError
-from .store import Store, _storage_error
+from .store import Store, _storage_error, hash_file
 
 log = logging.getLogger("releasecache")
 
@@ -71,27 +70,22 @@ def import_blob(store: Store, source: Path, file_hash: str) -> Path:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.EACCES):
                     raise _storage_error(exc, f"cannot link blob {file_hash[:16]}… from {source}") from None
                 log.info("cannot hard-link %s across filesystems; copying it", source)
-        hasher = hashlib.blake2b()
         try:
-            with open(source, "rb") as src:
-                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-                with os.fdopen(fd, "wb") as out:
-                    while True:
-                        block = src.read(4 * 1024 * 1024)
-                        if not block:
-                            break
-                        hasher.update(block)
-                        out.write(block)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            try:
+                digest = hash_file(source, copy_to=fd)  # copy and verify in one pass
+            finally:
+                os.close(fd)
         except OSError as exc:
             try:
                 os.unlink(partial)
             except OSError:
                 pass
             raise _storage_error(exc, f"cannot copy blob {file_hash[:16]}… from layer {source}") from None
-        if hasher.hexdigest() != file_hash:
+        if digest != file_hash:
             os.unlink(partial)
             raise IntegrityError(f"blob {source} in a read-only layer does not match its name (blake2b "
-                                 f"{hasher.hexdigest()[:16]}…); tell the layer's maintainer to run verify()")
+                                 f"{digest[:16]}…); tell the layer's maintainer to run verify()")
         try:
             return store.publish(partial, file_hash)
         except StorageError:

@@ -21,7 +21,6 @@ other processes download into the same cache:
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import shutil
@@ -35,7 +34,7 @@ from typing import Any, Iterable
 from .errors import ManifestError, StorageError
 from .manifest import FileEntry, Manifest
 from .stamps import read_stamp, remove_stamp, stamp_matches
-from .store import Store, _storage_error
+from .store import Store, _storage_error, hash_file
 
 log = logging.getLogger("releasecache")
 
@@ -48,19 +47,6 @@ def _human(n: float) -> str:
             return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
-
-
-def hash_file(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
-    """The 128-hex blake2b of a file (never following a final symlink)."""
-    hasher = hashlib.blake2b()
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            hasher.update(block)
-    return hasher.hexdigest()
 
 
 def downloaded_manifests(store: Store) -> dict[str, Manifest]:
@@ -158,7 +144,7 @@ def _check_one(store: Store, file_hash: str, path: Path, expected_size: int | No
     if mode == "fast" and own and stamp_matches(read_stamp(store.stamps_dir, file_hash), st):
         return None, st, None
     try:
-        digest = hash_file(path)
+        digest = hash_file(path, follow_symlinks=False)
     except OSError as exc:
         return f"cannot read: {exc.strerror}", st, None
     if digest != file_hash:

@@ -10,7 +10,6 @@ server assigned.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -20,20 +19,9 @@ from urllib.parse import quote
 from .errors import ManifestValidationError
 from .manifest import Manifest, check_relative_path, manifest_name, parse_semver
 from .remote.s3 import S3Remote
+from .store import hash_file as file_blake2b
 
 log = logging.getLogger("releasecache")
-
-
-def file_blake2b(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
-    """The 128-hex blake2b of a file, read in chunks."""
-    hasher = hashlib.blake2b()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            hasher.update(block)
-    return hasher.hexdigest()
 
 
 def object_url(bucket: str, key: str, *, region: str | None = "us-west-2", style: str = "virtual") -> str:

@@ -23,6 +23,7 @@ so nothing needs a registry file, and readers need no lock.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -57,6 +58,35 @@ def _storage_error(exc: OSError, what: str) -> StorageError:
     err = StorageError(exc.errno or 0, f"{what}: {hint}")
     err.__cause__ = exc
     return err
+
+
+def hash_file(path: str | os.PathLike[str], *, copy_to: int | None = None, follow_symlinks: bool = True,
+              chunk: int = 4 * 1024 * 1024) -> str:
+    """The 128-hex blake2b of a file, as manifests record it.
+
+    Parameters
+    ----------
+    path
+        The file to hash.
+    copy_to
+        A file descriptor that receives every byte as it is hashed (copy and
+        hash in one pass).
+    follow_symlinks
+        If False, refuse a symlink at ``path`` (``OSError`` ELOOP).
+    """
+    hasher = hashlib.blake2b()
+    flags = os.O_RDONLY | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(os.open(path, flags), "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            hasher.update(block)
+            if copy_to is not None:
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(copy_to, view):]
+    return hasher.hexdigest()
 
 
 def fsync_dir(path: Path) -> None:

@@ -17,7 +17,6 @@ a partial one; an unreadable sidecar is ignored, removed and rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MetadataTableError
+from .store import hash_file
 
 logger = logging.getLogger("releasecache")
 
@@ -65,7 +65,6 @@ _OBJECT_TEXT = int(pd.__version__.split(".", 1)[0]) < 3
 SIDECAR_MODE = 0o644
 """Sidecars are replaced, never edited, so they need no write permission."""
 
-HASH_CHUNK = 1_000_000
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 
 
@@ -82,11 +81,7 @@ def file_content_hash(path: Path) -> str:
     str
         128 lowercase hex characters.
     """
-    digest = hashlib.blake2b()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return hash_file(path)
 
 
 def _check_name(name: str) -> str:
