@@ -100,7 +100,7 @@ class AdoptReport:
 
     def summary(self) -> str:
         """A few lines for people."""
-        from .bulk import _human
+        from .units import human_bytes as _human
 
         verb = "would adopt" if self.dry_run else "adopted"
         text = (f"{verb} {len(self.adopted)} files ({_human(self.bytes_adopted)}) from {self.source} "

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import ReleaseCacheError
 from .manifest import FileEntry
+from .units import human_bytes as _human
 
 if TYPE_CHECKING:
     from .cache import CloudCache
@@ -101,14 +102,6 @@ class PrefetchReport:
     def to_dict(self) -> dict[str, Any]:
         return {"fetched": self.fetched, "reused": self.reused, "present": self.present, "failed": self.failed,
                 "bytes_fetched": self.bytes_fetched, "seconds": round(self.seconds, 3)}
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def plan(cache: "CloudCache", entries: Iterable[FileEntry], *, stat_remote: bool = False,

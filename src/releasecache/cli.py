@@ -179,7 +179,7 @@ def _say(message: str) -> None:
 
 
 def _human(n: int | float | None) -> str:
-    from .bulk import _human as human
+    from .units import human_bytes as human
 
     return "?" if n is None else human(n)
 

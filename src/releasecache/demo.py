@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from . import OutdatedManifestWarning
-from .bulk import _human
+from .units import human_bytes as _human
 from .testing.proxy import FaultProxy
 from .testing.s3server import S3Server, publish_fixture
 

@@ -34,19 +34,12 @@ from typing import Any, Iterable
 from .errors import ManifestError, StorageError
 from .manifest import FileEntry, Manifest
 from .stamps import read_stamp, remove_stamp, stamp_matches
+from .units import human_bytes as _human
 from .store import Store, _storage_error, hash_file
 
 log = logging.getLogger("releasecache")
 
 MODES = ("fast", "full")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def downloaded_manifests(store: Store) -> dict[str, Manifest]:
