@@ -61,7 +61,7 @@ def describe(work: Path, allensdk_python: str | None) -> dict:
     fs = _run(["df", "-T", "-h", str(work)]).splitlines()
     fs_line = re.sub(r"\s+", " ", fs[-1]) if len(fs) > 1 else ""
     commit = _run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-    dirty = bool(_run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"]))
+    dirty = bool(_run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", "src"]))
     info = {
         "nproc": os.cpu_count(),
         "cpu": _cpu_model(),
@@ -71,7 +71,7 @@ def describe(work: Path, allensdk_python: str | None) -> dict:
         "filesystem": fs_line,
         "python": platform.python_version(),
         "versions": {
-            "releasecache": f"{_pkg_version('releasecache')} (git {commit}{', src modified' if dirty else ''})",
+            "releasecache": f"{_pkg_version('releasecache')} (git {commit}{', with uncommitted changes in src/' if dirty else ''})",
             "boto3": _pkg_version("boto3"),
             "botocore": _pkg_version("botocore"),
             "s3transfer": _pkg_version("s3transfer"),
@@ -80,8 +80,10 @@ def describe(work: Path, allensdk_python: str | None) -> dict:
             "moto": _pkg_version("moto"),
             "pandas": _pkg_version("pandas"),
             "nginx": "",
-            "aria2c": _first_line(_run(["aria2c", "--version"])) if shutil.which("aria2c") else "not installed",
-            "curl": _first_line(_run(["curl", "--version"])) if shutil.which("curl") else "not installed",
+            "aria2c": _first_line(_run(["aria2c", "--version"])).replace("aria2 version ", "")
+                      if shutil.which("aria2c") else "not installed",
+            "curl": " ".join(_first_line(_run(["curl", "--version"])).split()[1:2]) if shutil.which("curl")
+                    else "not installed",
         },
     }
     from servers import nginx_version

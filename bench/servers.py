@@ -188,6 +188,6 @@ def nginx_version() -> str:
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     try:
         out = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10)
-        return (out.stderr or out.stdout).strip().replace("nginx version: ", "")
+        return (out.stderr or out.stdout).strip().replace("nginx version: nginx/", "")
     except (OSError, subprocess.SubprocessError):
         return "not installed"

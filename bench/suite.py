@@ -5,7 +5,7 @@ Run it with ``make bench`` (or ``bash bench/run.sh``), which installs what it ne
 
 Environment:
   BENCH_QUICK=1            small sizes, 2 repetitions
-  BENCH_REPS=N             repetitions of each timed run (default 3; quick 2)
+  BENCH_REPS=N             repetitions of each timed run (default 5; quick 2)
   BENCH_ONLY=W1,W3         run only these workloads
   BENCH_DROP_CACHES=0      do not drop the page cache between cold runs (sync only)
   BENCH_NO_DOCS=1          do not rewrite docs/performance.md
@@ -41,7 +41,7 @@ RESULTS = HERE / "results"
 PY = sys.executable
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-REPS = int(os.environ.get("BENCH_REPS", "2" if QUICK else "3"))
+REPS = int(os.environ.get("BENCH_REPS", "2" if QUICK else "5"))
 ONLY = {w.strip().upper() for w in os.environ.get("BENCH_ONLY", "").split(",") if w.strip()}
 
 # Sizes. The full suite follows the issue (W1: 2 x 1 GiB + 200 x 1 MiB; W3: 2,000 files, 1% changed;
@@ -220,8 +220,8 @@ class Suite:
             contenders.pop("aria2c -x8 -j8")
         runs = self.alternate("W1", contenders, warm=data["paths"], expect_bytes=data["bytes"], durable=True)
         self.record("W1", {"title": "cold bulk download over HTTP (nginx)", "bytes": data["bytes"], "files": len(objs),
-                           "runs": runs, "timing": "wall time; releasecache timed inside its process after imports "
-                                                  "(process wall time also recorded)"})
+                           "runs": runs, "timing": "aria2c and curl: process wall time; releasecache: inside its "
+                                                  "process after imports (whole process also shown)"})
 
     def alternate(self, wl: str, contenders: dict, *, warm: list[str] | None = None, expect_bytes: int | None = None,
                   reps: int = REPS, counted: bool = True, durable: bool = False) -> dict:

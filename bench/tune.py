@@ -1,6 +1,8 @@
 """Sweep TransferConfig and prefetch(max_files=...) on the W1 data (HTTP, nginx) and on one large file.
 
-Run: ``BENCH_TUNE=1 make bench`` (before the suite) or ``.venv/bin/python bench/tune.py``.
+Run: ``BENCH_TUNE=1 make bench`` (before the suite) or ``.venv/bin/python bench/tune.py``;
+``BENCH_TUNE_SETTINGS="defaults,4 MiB"`` keeps only the settings whose names contain one of
+those words, ``BENCH_TUNE_W1_ONLY=1`` skips the one-large-file sweep.
 Each setting runs in a fresh process, settings alternate, ``BENCH_TUNE_REPS`` repetitions
 (default 3); medians of wall time, CPU time and peak RSS are printed and written to
 ``bench/results/tune-<timestamp>.json``. Compare settings within one run only.
@@ -37,6 +39,10 @@ SETTINGS: list[tuple[str, dict, int | None]] = [
 
 def main() -> int:
     reps = int(os.environ.get("BENCH_TUNE_REPS", "3"))
+    # BENCH_TUNE_SETTINGS="defaults,4 MiB": only settings whose name contains one of these
+    wanted = [w.strip() for w in os.environ.get("BENCH_TUNE_SETTINGS", "").split(",") if w.strip()]
+    settings = [s for s in SETTINGS if not wanted or any(w in s[0] for w in wanted)]
+    only_w1 = os.environ.get("BENCH_TUNE_W1_ONLY", "") not in ("", "0")
     s = suite.SIZES["w1"]
     bench = suite.Suite()
     data = datagen.http_bulk(suite.WORK, **s)
@@ -45,10 +51,10 @@ def main() -> int:
     results: dict = {"timestamp": bench.results["timestamp"], "quick": suite.QUICK, "reps": reps,
                      "w1_bytes": data["bytes"], "one_bytes": one["bytes"], "settings": {}}
     try:
-        for workload, d in (("W1 bulk", data), ("one large file", one)):
-            runs: dict[str, list[dict]] = {name: [] for name, _, _ in SETTINGS}
+        for workload, d in (("W1 bulk", data), ("one large file", one))[:1 if only_w1 else 2]:
+            runs: dict[str, list[dict]] = {name: [] for name, _, _ in settings}
             for rep in range(reps):
-                order = SETTINGS[rep % len(SETTINGS):] + SETTINGS[:rep % len(SETTINGS)]
+                order = settings[rep % len(settings):] + settings[:rep % len(settings)]
                 for name, transfer, max_files in order:
                     dest = bench.fresh_dir("tune-dest")
                     bench.cache.cold(d["paths"])
