@@ -39,3 +39,40 @@ def test_equivalent(toy_bucket, tmp_path):
     diff = compare_manifests(v1, path)
     assert not diff and str(diff) == EQUIVALENT_TEXT
     assert diff.to_dict()["equivalent"] is True
+
+
+def _committed():
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent.parent / "manifests_fixtures"
+    spec = importlib.util.spec_from_file_location("regenerate", here / "regenerate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, sorted((here / "vbn").glob("*.json"))
+
+
+def test_committed_vbn_manifests_match_the_fixture(vbn_bucket):
+    """manifests_fixtures/vbn/ describes exactly the bytes the tests publish (only version ids differ)."""
+    import json
+
+    from releasecache.manifest import Manifest
+    from releasecache.project import BUCKET_NAME, PROJECT_NAME
+    from releasecache.publish import build_manifest
+
+    module, paths = _committed()
+    assert [p.name for p in paths] == vbn_bucket.names
+    for path, published, (version, source) in zip(paths, vbn_bucket.manifests, sorted(vbn_bucket.release.items())):
+        committed = json.loads(path.read_text())
+        assert committed == build_manifest(PROJECT_NAME, version, source, bucket=BUCKET_NAME,
+                                           version_id_for=module.fixture_version_id)
+        strip = lambda m: {e.relative_path: (e.url, e.file_hash) for e in m.entries()}  # noqa: E731
+        assert strip(Manifest.from_path(path)) == strip(published)
+
+
+def test_offline_diff_of_committed_manifests():
+    _, (v1, v2, v3) = _committed()
+    diff = compare_manifests(v1, v3)
+    assert {c.kind for c in diff.changes} == {"changed", "created", "deleted", "renamed"}
+    assert "project_metadata/units.csv changed" in str(diff)
+    assert any(c.section == "metadata" for c in diff.changed) and any(c.section == "data" for c in diff.changed)

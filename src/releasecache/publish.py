@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
 from .errors import ManifestValidationError
@@ -55,6 +55,51 @@ def _release_files(source: Path, project: str) -> tuple[dict[str, str], dict[str
     return metadata, data
 
 
+VersionIdFor = Callable[[str, Path, str], str]
+
+
+def build_manifest(
+    project: str,
+    version: str,
+    source: str | Path,
+    *,
+    bucket: str,
+    version_id_for: VersionIdFor,
+    region: str | None = "us-west-2",
+    url_style: str = "virtual",
+    data_pipeline: list[Mapping[str, Any]] | None = None,
+    record_size: bool = False,
+) -> dict[str, Any]:
+    """The manifest document of one version directory.
+
+    ``version_id_for(key, path, blake2b)`` supplies each file's version id: the
+    publisher uploads and returns the server's id; offline tools may derive one.
+    """
+    parse_semver(version)
+    source = Path(source)
+    metadata, data = _release_files(source, project)
+
+    def entry_for(key: str) -> dict[str, Any]:
+        path = source / key
+        digest = file_blake2b(path)
+        record: dict[str, Any] = {"url": object_url(bucket, key, region=region, style=url_style),
+                                  "version_id": version_id_for(key, path, digest), "file_hash": digest}
+        if record_size:
+            record["size"] = path.stat().st_size
+        return record
+
+    return {
+        "project_name": project,
+        "manifest_version": version,
+        "metadata_file_id_column_name": "file_id",
+        "data_pipeline": list(data_pipeline or [
+            {"name": "AllenSDK", "version": "2.16.2", "comment": "metadata and NWB files written by the AllenSDK"},
+        ]),
+        "metadata_files": {name: entry_for(key) for name, key in metadata.items()},
+        "data_files": {fid: entry_for(key) for fid, key in data.items()},
+    }
+
+
 def publish_version(
     remote: S3Remote,
     project: str,
@@ -85,42 +130,25 @@ def publish_version(
     record_size
         Also write each file's ``size`` into its entry (an optional extension).
     """
-    parse_semver(version)
-    source = Path(source)
     bucket = remote.bucket
     if bucket is None:
         raise ValueError("the remote needs a bucket to publish into")
-    metadata, data = _release_files(source, project)
     before = {e.key: e for e in previous.entries()} if previous is not None else {}
     uploaded = 0
 
-    def entry_for(key: str) -> dict[str, Any]:
+    def upload_if_changed(key: str, path: Path, digest: str) -> str:
         nonlocal uploaded
-        path = source / key
-        digest = file_blake2b(path)
         old = before.get(key)
         if old is not None and old.file_hash == digest:
-            version_id = old.version_id
-        else:
-            with open(path, "rb") as fh:
-                version_id = remote.put_object(key, fh) or ""
-            uploaded += 1
-        record: dict[str, Any] = {"url": object_url(bucket, key, region=region, style=url_style),
-                                  "version_id": version_id, "file_hash": digest}
-        if record_size:
-            record["size"] = path.stat().st_size
-        return record
+            return old.version_id
+        with open(path, "rb") as fh:
+            version_id = remote.put_object(key, fh) or ""
+        uploaded += 1
+        return version_id
 
-    document = {
-        "project_name": project,
-        "manifest_version": version,
-        "metadata_file_id_column_name": "file_id",
-        "data_pipeline": list(data_pipeline or [
-            {"name": "AllenSDK", "version": "2.16.2", "comment": "metadata and NWB files written by the AllenSDK"},
-        ]),
-        "metadata_files": {name: entry_for(key) for name, key in metadata.items()},
-        "data_files": {fid: entry_for(key) for fid, key in data.items()},
-    }
+    document = build_manifest(project, version, source, bucket=bucket, version_id_for=upload_if_changed,
+                              region=region, url_style=url_style, data_pipeline=data_pipeline,
+                              record_size=record_size)
     name = manifest_name(project, version, style=name_style)
     body = json.dumps(document, indent=2).encode()
     manifest = Manifest.from_bytes(body, name=name)  # never publish an invalid manifest
