@@ -9,6 +9,8 @@ Environment:
   BENCH_ONLY=W1,W3         run only these workloads
   BENCH_DROP_CACHES=0      do not drop the page cache between cold runs (sync only)
   BENCH_NO_DOCS=1          do not rewrite docs/performance.md
+  BENCH_RESULTS=dir        write the JSON results there instead of bench/results/
+  BENCH_WORK=dir           data, environments and scratch (default bench/work/)
   ALLENSDK_PYTHON=path     the AllenSDK environment's python (run.sh sets it)
 """
 
@@ -37,7 +39,7 @@ MiB = datagen.MiB
 GiB = datagen.GiB
 REPO = HERE.parent
 WORK = Path(os.environ.get("BENCH_WORK", HERE / "work"))
-RESULTS = HERE / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS", HERE / "results"))
 PY = sys.executable
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
@@ -509,4 +511,9 @@ def _rmtree(path: Path) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # A terminated suite (timeout, Ctrl-C) still stops the servers it started: the finally
+    # blocks and context managers run on SystemExit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.exit(Suite().run())
