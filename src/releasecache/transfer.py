@@ -70,6 +70,10 @@ class TransferConfig:
     direct_io
         Write aligned parts with ``O_DIRECT`` where the filesystem allows it
         (no page-cache copy, little left for the final fsync).
+    max_buffered_parts
+        Parts in memory at once across all files of one cache (besides each
+        file's first part): with many files at once, memory stays near
+        ``(max_buffered_parts + files) * part_size``.
     """
 
     part_size: int = 8 * MiB
@@ -80,12 +84,13 @@ class TransferConfig:
     backoff_max: float = 30.0
     integrity_attempts: int = 3
     direct_io: bool = True
+    max_buffered_parts: int = 12
 
     def __post_init__(self) -> None:
         if self.part_size < 64 * 1024:
             raise ValueError("part_size must be at least 64 KiB")
-        if self.max_parts_in_flight < 1 or self.window < 1 or self.max_attempts < 1:
-            raise ValueError("max_parts_in_flight, window and max_attempts must be >= 1")
+        if min(self.max_parts_in_flight, self.window, self.max_attempts, self.max_buffered_parts) < 1:
+            raise ValueError("max_parts_in_flight, window, max_attempts and max_buffered_parts must be >= 1")
 
 
 class _Cancelled(Exception):
@@ -204,6 +209,7 @@ class Transfer:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._free: list[mmap.mmap] = []
+        self._slots = threading.BoundedSemaphore(self.config.max_buffered_parts)
         self.stats = {"requests": 0, "bytes": 0, "retries": 0}
 
     def __getstate__(self) -> dict:
@@ -211,11 +217,13 @@ class Transfer:
         state["_pool"] = None
         state["_free"] = []
         state.pop("_pool_lock", None)
+        state.pop("_slots", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._pool_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.config.max_buffered_parts)
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -569,6 +577,7 @@ class Transfer:
         to_fetch = [(s, e) for s, e in parts if e > s and not _covered(done, s, e)]
         cancel = threading.Event()
         futures: dict[Future, tuple[int, int]] = {}
+        slotted: set[int] = set()  # parts holding one of the cache-wide memory slots
         next_submit = 0
         hash_index = 0  # index into parts of the next part to hash
         try:
@@ -576,7 +585,12 @@ class Transfer:
                 # Keep the window full: fetch ahead of the hashing position, but not too far.
                 while (next_submit < len(to_fetch) and len(futures) < cfg.max_parts_in_flight
                        and len(futures) + len(buffered) < cfg.window):
+                    # Wait for a memory slot only while holding none; holding some, go and
+                    # hash or await those instead, so files never wait on each other in a cycle.
+                    if not self._slots.acquire(blocking=not slotted):
+                        break
                     s, e = to_fetch[next_submit]
+                    slotted.add(s)
                     fut = self.pool.submit(self._fetch_part, remote, entry, sink, s, e, size, progress, cancel)
                     futures[fut] = (s, e)
                     next_submit += 1
@@ -591,6 +605,9 @@ class Transfer:
                         view = buffered.pop(s)
                         hasher.update(view)
                         self._recycle(view)
+                        if s in slotted:
+                            slotted.discard(s)
+                            self._slots.release()
                     elif s in on_disk:
                         self._hash_from_disk(sink.fd, s, e, hasher)
                     else:
@@ -622,6 +639,9 @@ class Transfer:
             except StorageError:
                 pass
             raise
+        finally:
+            for _ in slotted:
+                self._slots.release()
         return hasher.hexdigest()
 
     @staticmethod
