@@ -192,15 +192,15 @@ def test_streamed_session_reads_a_fraction_and_is_marked_unverified(project, cap
     cache = project()
     session_id = cache.get_ecephys_session_table().index[0]
     file_id = cache._ecephys_file_id(session_id)
-    size = cache.manifest.data_files[str(file_id)]
+    entry = cache.manifest.data_files[str(file_id)]
     with cache.get_ecephys_session(session_id, stream=True) as session:
         units = session.get_units()
         trials = session.trials
         fetched = session.stream.bytes_read
         assert session.streamed and session.verified is False
-    assert not cache.cache.is_cached(size)  # nothing was downloaded into the cache
+    assert not cache.cache.is_cached(entry)  # nothing was downloaded into the cache
     assert len(units) > 0 and len(trials) > 0
-    file_size = cache.cache.remote.stat(size.location)
+    file_size = cache.cache.remote.stat(entry.location)
     assert 0 < fetched <= file_size  # the block cache never fetches a byte twice
     with capsys.disabled():
         print(f"\n[stream] get_units()+trials read {fetched} of {file_size} bytes ({fetched / file_size:.1%})")
