@@ -49,6 +49,7 @@ from typing import Any
 
 import filelock
 
+from .atomic import atomic_write
 from .errors import LockTimeoutError, StorageError
 
 log = logging.getLogger("releasecache")
@@ -132,24 +133,6 @@ def read_owner(path: Path) -> LockOwner | None:
                          kind=str(raw.get("kind", "")), start=raw.get("start"), token=str(raw.get("token", "")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _write_quick(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically without fsync (the record is advisory)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:
@@ -307,7 +290,7 @@ class BlobLock:
         if beat == 0:
             self._since = record["since"]
         try:
-            _write_quick(self.owner_path, json.dumps(record).encode())
+            atomic_write(self.owner_path, json.dumps(record).encode(), durable=False)
         except OSError as exc:  # advisory: a full disk must not fail the download here
             log.debug("could not write lock owner record %s: %s", self.owner_path, exc)
 

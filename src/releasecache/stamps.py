@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-import uuid
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_write
 
 STAMP_FORMAT = 1
 
@@ -42,19 +43,7 @@ def write_stamp(stamps_dir: Path, file_hash: str, blob: Path) -> bool:
     """Record the stamp of a just-verified blob. Best effort: returns False on any OS error."""
     try:
         st = os.lstat(blob)
-        path = stamp_path(stamps_dir, file_hash)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        try:
-            os.write(fd, json.dumps(stamp_of(st)).encode())
-        finally:
-            os.close(fd)
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            os.unlink(tmp)
-            raise
+        atomic_write(stamp_path(stamps_dir, file_hash), json.dumps(stamp_of(st)).encode(), durable=False)
         return True
     except OSError:
         return False

@@ -29,13 +29,13 @@ import logging
 import os
 import shutil
 import stat
-import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import StorageError, UnsafePathError
+from .atomic import atomic_write  # noqa: F401 - re-exported for the layers above
 from .locks import DEFAULT_LEASE, BlobLock, resolve_lock_kind
 from .manifest import check_relative_path
 from .stamps import remove_stamp, stamp_path, write_stamp
@@ -101,31 +101,6 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` so readers see either the old or the new file, never half.
-
-    ``durable=False`` skips the fsync, for advisory records (resume sidecars)
-    whose loss after a power cut costs only a restart.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class Store:
