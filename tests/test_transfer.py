@@ -235,3 +235,4 @@ def test_tight_memory_budget_never_deadlocks(make_cache, toy_bucket, toy_release
     assert report.ok and len(report.fetched) == 10
     assert cache.cache_dir.joinpath(f"{PROJECT}-0.1.0", BIG).read_bytes() == (toy_release["0.1.0"] / PROJECT / BIG).read_bytes()
     assert cache.transfer._slots._value == slots  # every slot was given back
+    assert cache.transfer._free == []  # and an idle cache holds no part buffers

@@ -209,6 +209,7 @@ class Transfer:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._free: list[mmap.mmap] = []
+        self._active = 0  # downloads running; the buffer pool is emptied when it drops to 0
         self._slots = threading.BoundedSemaphore(self.config.max_buffered_parts)
         self.stats = {"requests": 0, "bytes": 0, "retries": 0}
 
@@ -216,6 +217,7 @@ class Transfer:
         state = self.__dict__.copy()
         state["_pool"] = None
         state["_free"] = []
+        state["_active"] = 0
         state.pop("_pool_lock", None)
         state.pop("_slots", None)
         return state
@@ -251,6 +253,18 @@ class Transfer:
         found = self.store.find_blob(h)  # here, or in a read-only layer
         if found is not None:
             return found
+        with self._pool_lock:
+            self._active += 1
+        try:
+            return self._fetch_locked(remote, entry, progress)
+        finally:
+            with self._pool_lock:
+                self._active -= 1
+                if not self._active:
+                    self._free.clear()  # an idle process keeps no part buffers
+
+    def _fetch_locked(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
+        h = entry.file_hash
         with self.store.lock(h):
             found = self.store.find_blob(h)
             if found is not None:  # another process finished it while we waited
