@@ -103,6 +103,9 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_MEMO_LIMIT = 1_000_000  # view paths remembered per store (a release has a few thousand)
+
+
 class Store:
     """The cache directory's layout and its only writer.
 
@@ -132,6 +135,8 @@ class Store:
                  layer_link: str = "symlink", lock_kind: str | None = None,
                  lock_lease: float = DEFAULT_LEASE) -> None:
         self.root = Path(root).absolute()
+        self._view_paths: dict[tuple[str, str], Path] = {}
+        self._targets: dict[tuple[Path, str], str] = {}
         self.read_only = read_only
         self.lock_timeout = lock_timeout
         if layer_link not in ("symlink", "hardlink", "copy"):
@@ -220,8 +225,24 @@ class Store:
 
     def view_path(self, view_dir_name: str, relative_path: str) -> Path:
         """The familiar path ``<root>/<project>-<version>/<relative_path>``."""
-        check_relative_path(relative_path, what="path in release")
-        return self.view_root(view_dir_name).joinpath(*relative_path.split("/"))
+        key = (view_dir_name, relative_path)
+        path = self._view_paths.get(key)
+        if path is None:  # validate and build once: a cache hit should cost a few syscalls, not parsing
+            check_relative_path(relative_path, what="path in release")
+            path = self.view_root(view_dir_name).joinpath(*relative_path.split("/"))
+            if len(self._view_paths) < _MEMO_LIMIT:
+                self._view_paths[key] = path
+        return path
+
+    def _link_target(self, dest: Path, file_hash: str) -> str:
+        """The relative link from a view path to its blob (memoised: ``relpath`` is slow)."""
+        key = (dest, file_hash)
+        target = self._targets.get(key)
+        if target is None:
+            target = os.path.relpath(self.blob_path(file_hash), dest.parent)
+            if len(self._targets) < _MEMO_LIMIT:
+                self._targets[key] = target
+        return target
 
     # -- locks ----------------------------------------------------------------
 
@@ -347,7 +368,7 @@ class Store:
 
                     import_blob(self, in_layer, file_hash)
         # Blobs of this cache are linked relatively (the cache stays movable); a layer's absolutely.
-        target = os.path.relpath(blob, dest.parent) if blob == self.blob_path(file_hash) else str(blob)
+        target = self._link_target(dest, file_hash) if blob == self.blob_path(file_hash) else str(blob)
         self._mkdir(dest.parent)
         self._check_no_symlinked_dirs(dest)
         tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
@@ -379,7 +400,7 @@ class Store:
             link = os.readlink(dest)
         except OSError:
             return False
-        if link == os.path.relpath(self.blob_path(file_hash), dest.parent):
+        if link == self._link_target(dest, file_hash):
             return self.has_own_blob(file_hash)
         in_layer = self.layer_blob(file_hash) if os.path.isabs(link) else None
         return in_layer is not None and link == str(in_layer)
