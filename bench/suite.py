@@ -394,8 +394,9 @@ class Suite:
         contenders = {"releasecache": lambda d: self.rc("w4-releasecache", rc_req),
                       "AllenSDK 2.16.2": lambda d: self.allensdk("w4-allensdk", sdk_req, ng.url)}
         runs = self.alternate("W4", contenders, reps=s["warm_reps"], counted=False)
+        # Each sample takes a fraction of a second: take more of them for a steadier median.
         reload = self.table_reload(WORK / "s3root" / data["bucket"] / data["project"] / "project_metadata" / "units.csv",
-                                   reps=s["warm_reps"])
+                                   reps=3 * s["warm_reps"])
         self.record("W4", {"title": "warm start: from_s3 + get_unit_table() on full-scale tables (nginx as S3)",
                            "rows": data["rows"], "csv_bytes": data["bytes"], "first": first, "runs": runs,
                            "reload": reload,
