@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m releasecache.demo
+	$(PY) -m tests.support.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

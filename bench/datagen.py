@@ -307,7 +307,7 @@ def full_scale_tables_release(work: Path, n_sessions: int | None = None) -> dict
 
     Raises ImportError if the fixtures generator is not available.
     """
-    from releasecache.fixtures import vbn  # noqa: F401  (ImportError -> "not available")
+    from tests.support.fixtures import vbn  # noqa: F401  (ImportError -> "not available")
 
     write = getattr(vbn, "write_full_scale_tables")
     bucket = Bucket(work, "bench-vbn-full")

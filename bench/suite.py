@@ -29,6 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent))  # tests.support: the loopback S3 server and fault proxy
 
 import datagen  # noqa: E402
 import machine  # noqa: E402
@@ -309,8 +310,8 @@ class Suite:
         s = SIZES["w3"]
         log(f"W3: generating {s['files']} files, {s['changed']} changed between versions")
         info = datagen.version_switch_sources(WORK, **s)
-        from releasecache.testing.proxy import FaultProxy
-        from releasecache.testing.s3server import S3Server, publish_fixture
+        from tests.support.proxy import FaultProxy
+        from tests.support.s3server import S3Server, publish_fixture
 
         bucket = "bench-switch"
         with S3Server() as server:

@@ -3,7 +3,7 @@
     python manifests_fixtures/regenerate.py
 
 The release's bytes are generated (reproducibly) by
-``releasecache.fixtures.vbn.build_vbn_release``; these manifests describe them in
+``tests.support.fixtures.vbn.build_vbn_release``; these manifests describe them in
 the real release's format and URL style. Version ids here are derived from the
 content (a real server assigns its own when ``releasecache.publish`` uploads).
 The test suite checks that the committed files match a fresh build.
@@ -28,7 +28,7 @@ def fixture_version_id(key: str, path: Path, digest: str) -> str:
 
 def build(out: Path = OUT) -> list[Path]:
     """Build the fixture release in a temporary directory and write its manifests to ``out``."""
-    from releasecache.fixtures.vbn import build_vbn_release
+    from tests.support.fixtures.vbn import build_vbn_release
     from releasecache.manifest import Manifest, manifest_name
     from releasecache.project import BUCKET_NAME, PROJECT_NAME
     from releasecache.publish import build_manifest

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from releasecache import CloudCache, OutdatedManifestWarning, TransferConfig
-from releasecache.testing.s3server import publish_fixture
+from tests.support.s3server import publish_fixture
 
 BULK = "bulk-release"
 _bulk_names = (f"bulk-bucket-{i}" for i in itertools.count())
@@ -74,7 +74,7 @@ def bulk_bucket(s3_server, tmp_path_factory) -> SimpleNamespace:
 
 
 def settings(cache_dir: Path, bucket: SimpleNamespace, endpoint: str, manifest: str | None, **extra: Any) -> dict:
-    """Worker settings (see releasecache.testing.workers)."""
+    """Worker settings (see tests.support.workers)."""
     return {"cache_dir": str(cache_dir), "bucket": bucket.bucket, "project": bucket.project,
             "endpoint_url": endpoint, "manifest": manifest, **extra}
 
@@ -145,12 +145,16 @@ def view_problems(cache: CloudCache) -> list[str]:
     return problems
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
 class Worker:
-    """``python -m releasecache.testing.workers`` in a subprocess, with line-by-line output."""
+    """``python -m tests.support.workers`` in a subprocess, with line-by-line output."""
 
     def __init__(self, settings: dict[str, Any], **popen: Any) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "releasecache.testing.workers", json.dumps(settings)],
+        env = dict(popen.pop("env", None) or os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO_ROOT))
+        popen.setdefault("cwd", REPO_ROOT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.workers", json.dumps(settings)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **popen)
         self.lines: list[str] = []
         self._got = threading.Condition()

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 
 from releasecache import CloudCache, TransferConfig
-from releasecache.fixtures.toy import PROJECT, build_toy_release
-from releasecache.testing.proxy import FaultProxy
-from releasecache.testing.s3server import S3Server, publish_fixture
+from tests.support.fixtures.toy import PROJECT, build_toy_release
+from tests.support.proxy import FaultProxy
+from tests.support.s3server import S3Server, publish_fixture
 
 _bucket_names = (f"toy-bucket-{i}" for i in itertools.count())
 
@@ -76,7 +76,7 @@ def make_cache(tmp_path, toy_bucket):
 @pytest.fixture(scope="session")
 def vbn_release(tmp_path_factory) -> dict[str, Path]:
     """The small realistic VBN release (three versions) written once per session."""
-    from releasecache.fixtures.vbn import build_vbn_release
+    from tests.support.fixtures.vbn import build_vbn_release
 
     return build_vbn_release(tmp_path_factory.mktemp("vbn-release"))
 

@@ -12,7 +12,7 @@ import pytest
 from releasecache import CloudCache, OutdatedManifestWarning
 from releasecache.adopt import adopt, detect_layout
 from releasecache.errors import SourceLayoutError
-from releasecache.fixtures.toy import PROJECT
+from tests.support.fixtures.toy import PROJECT
 from releasecache.publish import file_blake2b
 
 

@@ -17,7 +17,7 @@ from releasecache.errors import (
     OfflineError,
     UnknownFileError,
 )
-from releasecache.fixtures.toy import PROJECT
+from tests.support.fixtures.toy import PROJECT
 from releasecache.publish import file_blake2b
 
 

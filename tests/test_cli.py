@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from releasecache.cli import cli
-from releasecache.fixtures.toy import PROJECT
+from tests.support.fixtures.toy import PROJECT
 from releasecache.publish import file_blake2b
-from releasecache.testing.proxy import Fault, default_match
+from tests.support.proxy import Fault, default_match
 
 ALL_TOY_FILES_V1 = 10
 

@@ -11,9 +11,9 @@ from distributed import Client, LocalCluster
 
 from releasecache import CloudCache
 from releasecache.bulk import _fetch_one
-from releasecache.fixtures.toy import PROJECT
+from tests.support.fixtures.toy import PROJECT
 from releasecache.publish import file_blake2b
-from releasecache.testing.proxy import default_match
+from tests.support.proxy import default_match
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from releasecache.errors import ReleaseCacheError, SessionClosedError, UnknownProbeError
-from releasecache.fixtures._vbn_behavior import simulate
-from releasecache.fixtures._vbn_specs import ECEPHYS
-from releasecache.fixtures._vbn_tables import behavior_config
+from tests.support.fixtures._vbn_behavior import simulate
+from tests.support.fixtures._vbn_specs import ECEPHYS
+from tests.support.fixtures._vbn_tables import behavior_config
 from releasecache.nwb import BehaviorSession, EcephysSession, ProbeMeta
 
 PROJECT = "visual-behavior-neuropixels"

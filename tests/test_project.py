@@ -10,7 +10,7 @@ import pytest
 
 from releasecache import OutdatedManifestWarning, ProjectCache
 from releasecache.errors import ManifestVersionError, UnknownSessionError
-from releasecache.testing.s3server import publish_fixture
+from tests.support.s3server import publish_fixture
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import pytest
 
 from releasecache.errors import LockTimeoutError
 from releasecache.locks import BlobLock, read_owner
-from releasecache.testing.proxy import Fault, default_match
-from releasecache.testing.workers import fetch_and_verify
+from tests.support.proxy import Fault, default_match
+from tests.support.workers import fetch_and_verify
 
 from ._reliability import (  # noqa: F401  (bulk_bucket is a fixture)
     FAST_RETRY,

@@ -26,8 +26,8 @@ from releasecache.errors import (
     StorageError,
     UnsafePathError,
 )
-from releasecache.fixtures.toy import PROJECT
-from releasecache.testing.proxy import Fault
+from tests.support.fixtures.toy import PROJECT
+from tests.support.proxy import Fault
 
 from ._reliability import blake, load, make_outside, open_cache, run_worker, settings, snapshot
 

@@ -13,7 +13,7 @@ import pytest
 
 from releasecache import CloudCache
 from releasecache.errors import NoManifestLoadedError, OfflineError, StorageError
-from releasecache.fixtures.toy import PROJECT
+from tests.support.fixtures.toy import PROJECT
 
 from ._reliability import blake, load, open_cache
 

@@ -11,7 +11,7 @@ import pytest
 
 from releasecache import CloudCache, OutdatedManifestWarning, TransferConfig
 from releasecache.errors import RemoteNotFoundError
-from releasecache.fixtures.toy import PROJECT
+from tests.support.fixtures.toy import PROJECT
 from releasecache.remote import HttpRemote, LocalRemote, S3Remote
 from releasecache.manifest import S3Location
 

@@ -13,11 +13,11 @@ import pytest
 
 from releasecache import CloudCache, OutdatedManifestWarning, TransferConfig
 from releasecache.errors import DownloadError, IntegrityError
-from releasecache.fixtures.toy import PROJECT
+from tests.support.fixtures.toy import PROJECT
 from releasecache.remote.local import LocalRemote
 from releasecache.stream import RemoteFile, open_data, open_nwb, stream_nwb
-from releasecache.testing.proxy import Fault
-from releasecache.testing.s3server import publish_fixture
+from tests.support.proxy import Fault
+from tests.support.s3server import publish_fixture
 
 NWB_PROJECT = "nwb-stream"
 UNITS = {"0.1.0": 30, "0.2.0": 33}

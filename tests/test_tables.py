@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from releasecache.errors import MetadataTableError, ReleaseCacheError
-from releasecache.fixtures.vbn import write_full_scale_tables
+from tests.support.fixtures.vbn import write_full_scale_tables
 from releasecache.tables import (
     INDEX_COLUMNS,
     filter_abnormal_sessions,

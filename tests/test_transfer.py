@@ -18,8 +18,8 @@ import pytest
 
 from releasecache import CloudCache, OutdatedManifestWarning, TransferConfig
 from releasecache.errors import DownloadError, IntegrityError, RemoteNotFoundError
-from releasecache.fixtures.toy import PROJECT
-from releasecache.testing.proxy import Fault, wait_for
+from tests.support.fixtures.toy import PROJECT
+from tests.support.proxy import Fault, wait_for
 
 from .conftest import SMALL_PARTS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import pandas as pd
 
-from releasecache.fixtures.vbn import build_vbn_release, write_full_scale_tables
+from tests.support.fixtures.vbn import build_vbn_release, write_full_scale_tables
 
 PROJECT = "visual-behavior-neuropixels"
 TABLES = ("ecephys_sessions", "behavior_sessions", "probes", "channels", "units")
@@ -266,7 +266,7 @@ def test_full_scale_tables_match_the_real_sizes(tmp_path):
 
 def test_fast_csv_writer_matches_to_csv(tmp_path):
     """The vectorised writer of the full-scale tables reads back exactly like ``to_csv``."""
-    from releasecache.fixtures._vbn_fullscale import write_csv_fast
+    from tests.support.fixtures._vbn_fullscale import write_csv_fast
 
     frame = pd.DataFrame({
         "id": [1049365509, 2, 3, 4],

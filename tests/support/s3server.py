@@ -109,7 +109,7 @@ class S3Server:
 
     def publisher(self, bucket: str) -> Any:
         """A signed :class:`~releasecache.remote.s3.S3Remote` that can upload into ``bucket``."""
-        from ..remote.s3 import S3Remote
+        from releasecache.remote.s3 import S3Remote
 
         return S3Remote(bucket, endpoint_url=self.endpoint_url, anonymous=False,
                         aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -117,7 +117,7 @@ class S3Server:
 
 def publish_fixture(server: S3Server, bucket: str, project: str, versions: dict[str, Path], **kwargs: Any) -> list:
     """Create a public versioned bucket on ``server`` and publish every version into it."""
-    from ..publish import publish_release
+    from releasecache.publish import publish_release
 
     server.create_public_bucket(bucket)
     return publish_release(server.publisher(bucket), project, versions, **kwargs)

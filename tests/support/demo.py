@@ -1,4 +1,4 @@
-"""A short tour of releasecache on a real (loopback) S3 server: ``python -m releasecache.demo``.
+"""A short tour of releasecache on a real (loopback) S3 server: ``python -m tests.support.demo``.
 
 It starts an S3-compatible server on 127.0.0.1, publishes a three-version
 release into a versioned, public-read bucket, and walks through what a new
@@ -14,10 +14,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from . import OutdatedManifestWarning
-from .units import human_bytes as _human
-from .testing.proxy import FaultProxy
-from .testing.s3server import S3Server, publish_fixture
+from releasecache import OutdatedManifestWarning
+from releasecache.units import human_bytes as _human
+from .proxy import FaultProxy
+from .s3server import S3Server, publish_fixture
 
 
 def _say(title: str) -> None:
@@ -38,7 +38,7 @@ def _tree(root: Path, below: str, limit: int = 6) -> None:
 
 def run(workdir: Path) -> None:
     from .fixtures.vbn import build_vbn_release
-    from .project import BUCKET_NAME, PROJECT_NAME, ProjectCache
+    from releasecache.project import BUCKET_NAME, PROJECT_NAME, ProjectCache
 
     with S3Server() as server, FaultProxy(server.endpoint_url) as counter:
         _say(f"An S3-compatible server is running at {server.endpoint_url} (bucket versioning on, public read)")

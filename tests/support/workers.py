@@ -2,7 +2,7 @@
 
 Each worker takes one JSON-able dict of settings. They run in separate
 processes (``multiprocessing`` with the spawn method, or
-``python -m releasecache.testing.workers '<json>'``) so that locks, crashes and
+``python -m tests.support.workers '<json>'``) so that locks, crashes and
 resource limits are real.
 
 Settings used by every worker: ``cache_dir``, ``bucket``, ``project``,

@@ -1,1 +1,0 @@
-"""Helpers that run real servers on loopback, for the test suite, the demo and benchmarks."""
