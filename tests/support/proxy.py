@@ -79,11 +79,18 @@ class ProxyStats:
     versions: collections.Counter = field(default_factory=collections.Counter)
     faults: collections.Counter = field(default_factory=collections.Counter)
     bytes_sent: int = 0
+    #: ``(method, path)`` -> body bytes relayed in full: what crossed the wire per object.
+    bytes_by_path: collections.Counter = field(default_factory=collections.Counter)
 
     def gets(self, key_substring: str = "") -> int:
         """Number of object GETs whose path contains ``key_substring``."""
         return sum(n for (method, path), n in self.requests.items()
                    if method == "GET" and key_substring in path and default_match(method, path, {}))
+
+    def object_bytes(self, key_substring: str = "") -> int:
+        """Body bytes of object GETs (not listings or manifests) relayed to the client."""
+        return sum(n for (method, path), n in self.bytes_by_path.items()
+                   if key_substring in path and default_match(method, path, {}))
 
 
 class FaultProxy:
@@ -222,6 +229,7 @@ class FaultProxy:
                 self.wfile.write(data)
                 with proxy._lock:
                     proxy.stats.bytes_sent += len(data)
+                    proxy.stats.bytes_by_path[(self.command, self.path.split("?")[0])] += len(data)
 
             def do_GET(self) -> None:
                 try:
