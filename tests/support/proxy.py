@@ -107,6 +107,7 @@ class FaultProxy:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._connections: set[socket.socket] = set()  # open client connections, cut by stop()
 
     @property
     def url(self) -> str:
@@ -143,6 +144,19 @@ class FaultProxy:
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:  # the connection was cut by stop()
+                    pass
 
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -256,11 +270,19 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        """Stop like a dead server: refuse new connections and cut the open (keep-alive) ones."""
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> "FaultProxy":
         return self.start()
