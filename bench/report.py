@@ -49,15 +49,108 @@ def row(workload: str, contender: str, value: str, ratio: str = "", target: str 
 def summarize(results: dict) -> list[dict]:
     w = results.get("workloads", {})
     rows: list[dict] = []
-    for key in ("W1", "W2", "W3", "W4", "W5", "W6"):
+    for key in WORKLOADS:
         data = w.get(key)
         if data is None:
             continue
         if data.get("unavailable"):
             rows.append(row(key, "—", "not available", note=data["unavailable"]))
             continue
-        rows.extend(globals()[f"_{key.lower()}"](data))
+        fn = globals().get(f"_{key.lower()}") or _by_profile_rows
+        rows.extend(fn(data) if fn is not _by_profile_rows else fn(key, data))
     return rows
+
+
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W7b", "W8", "W9")
+
+
+def _w8(d: dict) -> list[dict]:
+    """W8: releasecache >= 2x faster than the better of remfile and fsspec, with fewer GETs."""
+    out = []
+    for prof, pd in d.get("by_profile", {}).items():
+        runs = pd["runs"]
+        wl = f"W8 {prof}"
+        meds = {n: _med(rr) for n, rr in runs.items()}
+
+        def gets(rr: list[dict]) -> float | None:
+            vals = [r["server"]["get"] + r["server"]["ranged_get"] for r in _ok(rr) if r.get("server")]
+            return statistics.median(vals) if vals else None
+
+        def mb(rr: list[dict]) -> float | None:
+            vals = [r["server"]["body_bytes"] / 1e6 for r in _ok(rr) if r.get("server")]
+            return statistics.median(vals) if vals else None
+
+        rc_name = next((n for n in runs if n.startswith("releasecache")), None)
+        refs = {n: m for n, m in meds.items() if m is not None and n != rc_name}
+        best = min(refs, key=refs.get) if refs else None
+        for name, rr in runs.items():
+            m = meds[name]
+            if m is None:
+                out.append(row(wl, name, "failed", note=_err(rr)))
+                continue
+            g, b = gets(rr), mb(rr)
+            note = f"{g:.0f} GETs, {b:.1f} MB read" if g is not None and b is not None else ""
+            note += f", {_n(rr)}"
+            ratio, target, met = "", "", None
+            if name == rc_name and best:
+                ratio = f"{refs[best] / m:.2f}× {best}"
+                target = "≥ 2× the better reference, fewer GETs"
+                met = refs[best] / m >= 2 and g is not None and gets(runs[best]) is not None and g < gets(runs[best])
+                note += f"; with from_s3 {_s(_med(rr, 'with_construct_seconds'))}; not hash-verified (streamed)"
+            out.append(row(wl, name, _s(m), ratio, target, met, note))
+    return out
+
+
+def _cpu(runs: list[dict]) -> float | None:
+    vals = [r.get("process_cpu_seconds") for r in _ok(runs)]
+    vals = [v for v in vals if isinstance(v, (int, float))]
+    return statistics.median(vals) if vals else None
+
+
+def _by_profile_rows(key: str, d: dict) -> list[dict]:
+    """W7 / W7b: per profile, every contender with MB/s, CPU seconds and ratios.
+
+    Target: releasecache (verified) >= 1.0x the fastest reference, and >= 8x AllenSDK cross-region.
+    """
+    out = []
+    for prof, pd in d.get("by_profile", {}).items():
+        runs = pd["runs"]
+        wl = f"{key} {prof}"
+        meds = {n: _med(rr) for n, rr in runs.items()}
+        refs = {n: m for n, m in meds.items() if m is not None and not n.startswith("releasecache")
+                and not n.startswith("AllenSDK")}
+        fastest = min(refs, key=refs.get) if refs else None
+        rc = meds.get("releasecache")
+        sdk_runs = runs.get("AllenSDK 2.16.2", [])
+        sdk = _med(sdk_runs, "seconds_without_list_versions") or _med(sdk_runs)
+        order = sorted(runs, key=lambda n: (not n.startswith("releasecache"), meds.get(n) or 1e9))
+        for name in order:
+            rr = runs[name]
+            m = meds[name]
+            if m is None:
+                out.append(row(wl, name, "failed", note=_err(rr)))
+                continue
+            cpu = _cpu(rr)
+            note = f"{_mbps(d['bytes'], m)}, {_n(rr)}"
+            if cpu is not None:
+                note += f", {cpu:.1f} CPU-s"
+            dm = _med(rr, "durable_seconds")
+            if dm is not None and name != "releasecache":
+                note += f"; + sync {_s(dm)}"
+            ratio, target, met = "", "", None
+            if name == "releasecache" and fastest:
+                ratio = f"{refs[fastest] / m:.2f}× {fastest}"
+                target = "≥ 1.0× fastest reference"
+                met = refs[fastest] / m >= 1.0
+                if sdk and prof == "cross-region":
+                    ratio += f"; {sdk / m:.1f}× AllenSDK"
+                    target += ", ≥ 8× AllenSDK"
+                    met = met and sdk / m >= 8
+                note += "; verified (blake2b), fsynced"
+            elif rc:
+                ratio = f"{m / rc:.2f}× releasecache's time"
+            out.append(row(wl, name, _s(m), ratio, target, met, note))
+    return out
 
 
 def _w1(d: dict) -> list[dict]:
@@ -256,17 +349,19 @@ def _sizes_text(results: dict) -> str:
     w = results.get("workloads", {})
     lines = []
     titles = {k: v.get("title", k) for k, v in w.items()}
-    for key in ("W1", "W2", "W3", "W4", "W5", "W6"):
+    for key in WORKLOADS:
         if key not in w:
             continue
         d = w[key]
         desc = titles[key]
-        if key in ("W1", "W2") and "bytes" in d:
+        if key in ("W1", "W2", "W7", "W7b") and "bytes" in d:
             desc += f" — {d['files']} files, {d['bytes'] / 2**20:.0f} MiB"
         if key == "W3" and "changed_bytes" in d:
             desc += f" — {d['total_bytes'] / 2**20:.0f} MiB in all, {d['changed_bytes'] / 2**20:.2f} MiB changed"
         if key == "W4" and "csv_bytes" in d:
             desc += f" — {d['csv_bytes'] / 2**20:.0f} MiB of CSV"
+        if d.get("profiles"):
+            desc += "; profiles: " + "; ".join(f"{k} ({v})" for k, v in d["profiles"].items())
         if d.get("server"):
             desc += f"; server: {d['server']}"
         if d.get("timing"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,7 +45,9 @@ RESULTS = Path(os.environ.get("BENCH_RESULTS", HERE / "results"))
 PY = sys.executable
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-REPS = int(os.environ.get("BENCH_REPS", "2" if QUICK else "5"))
+REPS = int(os.environ.get("BENCH_REPS", "2" if QUICK else "3"))
+# The references' default settings are run this many times (their tuned settings REPS times).
+REPS_DEFAULTS = int(os.environ.get("BENCH_REPS_DEFAULTS", "1"))
 ONLY = {w.strip().upper() for w in os.environ.get("BENCH_ONLY", "").split(",") if w.strip()}
 
 # Sizes. The full suite follows the issue (W1: 2 x 1 GiB + 200 x 1 MiB; W3: 2,000 files, 1% changed;
@@ -57,6 +60,8 @@ SIZES = {
     "w4": dict(warm_reps=5),
     "w5": dict(size=2 * GiB),
     "w6": dict(calls=20000, allensdk_calls=5000),
+    "w7": dict(big_size=512 * MiB, small=64, small_size=4 * MiB),
+    "w8": dict(units_per_probe=100, spike_factor=250),
 }
 if QUICK:
     SIZES = {
@@ -67,6 +72,8 @@ if QUICK:
         "w4": dict(warm_reps=2, n_sessions=20),
         "w5": dict(size=256 * MiB),
         "w6": dict(calls=3000, allensdk_calls=1000),
+        "w7": dict(big_size=64 * MiB, small=16, small_size=1 * MiB),
+        "w8": dict(units_per_probe=100, spike_factor=150),
     }
 
 # Settings found by bench/tune.py on these 2-core machines (see docs/performance.md); run as a
@@ -106,6 +113,10 @@ class Suite:
             "workloads": {},
         }
         self._n = 0
+        self.work = WORK
+        self.here = HERE
+        self.only = ONLY
+        self.log = log
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -121,13 +132,20 @@ class Suite:
         full_env = dict(os.environ)
         full_env.update({"AWS_EC2_METADATA_DISABLED": "true", "PYTHONDONTWRITEBYTECODE": "1",
                          "PYTHONWARNINGS": "ignore"})
-        full_env.update(env or {})
+        for k, v in (env or {}).items():
+            if v is None:
+                full_env.pop(k, None)  # None removes a variable
+            else:
+                full_env[k] = v
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=HERE)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout:.0f} s", "process_seconds": time.perf_counter() - t0}
         wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        process_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         logfile = self.logs / f"{self._n:03d}-{label.replace(' ', '_').replace('/', '_')}.log"
         logfile.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{proc.stdout[-20000:]}\n--- stderr\n{proc.stderr[-20000:]}")
         out: dict = {}
@@ -142,6 +160,7 @@ class Suite:
             tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
             out["error"] = f"exit {proc.returncode}: {tail[0][:300]} (log: {logfile.relative_to(WORK)})"
         out["process_seconds"] = wall
+        out["process_cpu_seconds"] = process_cpu  # user + system of the whole process tree
         out["log"] = str(logfile)
         return out
 
@@ -234,7 +253,7 @@ class Suite:
         for rep in range(reps):
             order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
-                dest = self.fresh_dir(f"{wl.lower()}-dest")
+                dest = self.fresh_dir(f"{wl.lower().replace(' ', '-')}-dest")
                 self.cache.cold(warm)
                 offset = self.nginx.log_offset() if (counted and self.nginx) else None
                 load1 = os.getloadavg()[0]
@@ -256,7 +275,7 @@ class Suite:
                 extra = f" ({out['error']})" if out.get("error") else ""
                 log(f"{wl} rep {rep + 1}/{reps} {name}: "
                     f"{'%.2f s' % secs if isinstance(secs, (int, float)) else 'n/a'}{extra}")
-        self.fresh_dir(f"{wl.lower()}-dest")
+        self.fresh_dir(f"{wl.lower().replace(' ', '-')}-dest")
         return runs
 
     # -- W2 -------------------------------------------------------------------------------
@@ -475,16 +494,30 @@ class Suite:
         for remote in ("http", "s3"):
             self.fresh_dir(f"w5-{remote}")
 
+    # -- W7 / W7b: over emulated networks -------------------------------------------------
+
+    def w7(self) -> None:
+        import network
+
+        network.W7(self, SIZES["w7"], REPS, REPS_DEFAULTS).run()
+
+    def w8(self) -> None:
+        import network
+
+        network.W8(self, SIZES["w8"], REPS).run()
+
     # -- all ------------------------------------------------------------------------------
 
     def run(self) -> int:
         t0 = time.perf_counter()
         self.results["machine"] = machine.describe(WORK, self.allensdk_python)
         log("machine: " + ", ".join(f"{k}={v}" for k, v in self.results["machine"].items() if k != "versions"))
-        plan = [("W1", self.w1), ("W2", self.w2), ("W3", self.w3), ("W4", self.w4), ("W5", self.w5_w6)]
+        plan = [("W1", self.w1), ("W2", self.w2), ("W3", self.w3), ("W4", self.w4), ("W5", self.w5_w6),
+                ("W7", self.w7), ("W8", self.w8)]
         try:
             for key, fn in plan:
-                if ONLY and key not in ONLY and not (key == "W5" and "W6" in ONLY):
+                if ONLY and key not in ONLY and not (key == "W5" and "W6" in ONLY) \
+                        and not (key == "W7" and "W7B" in ONLY):
                     continue
                 t = time.perf_counter()
                 try:
