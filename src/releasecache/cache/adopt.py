@@ -28,24 +28,24 @@ import logging
 import os
 import re
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from .errors import (
+from ..errors import (
     ManifestError,
     ManifestNotFoundError,
     ReleaseCacheError,
     SourceLayoutError,
     StorageError,
 )
-from .manifest import FileEntry, Manifest, relpath_within, sort_manifest_names, version_from_manifest_name
-from .store import hash_file
+from ..manifest import FileEntry, Manifest, match_manifest_name, relpath_within, sort_manifest_names
+from ..store.ingest import ingest_file
+from ..utils import hash_file, human_bytes as _human
 
 if TYPE_CHECKING:
-    from .cache import CloudCache
+    from .cloud import CloudCache
 
 log = logging.getLogger("releasecache")
 
@@ -100,8 +100,6 @@ class AdoptReport:
 
     def summary(self) -> str:
         """A few lines for people."""
-        from .units import human_bytes as _human
-
         verb = "would adopt" if self.dry_run else "adopted"
         text = (f"{verb} {len(self.adopted)} files ({_human(self.bytes_adopted)}) from {self.source} "
                 f"[{self.layout}]; {len(self.present)} already cached, {len(self.mismatched)} mismatched, "
@@ -205,43 +203,11 @@ class _Adopter:
 
         ``outcome`` is ``"adopted:<mode>"``, ``"present"`` or ``"mismatched"``.
         """
-        store = self.store
-        partial_dir = store.partial_dir
-        store._mkdir(partial_dir)
-        with store.lock(file_hash):
-            if store.has_blob(file_hash):
-                return "present", None
-            tmp = partial_dir / f"{file_hash}.adopt-{uuid.uuid4().hex[:12]}"
-            mode = self.mode
-            try:
-                actual = None
-                if mode == "hardlink":
-                    try:
-                        os.link(path, tmp)
-                        actual = hash_file(tmp)  # hash what will be published: the linked inode
-                    except OSError as exc:
-                        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
-                            raise
-                        mode = "copy"  # another filesystem, or links not allowed
-                if actual is None:
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    try:
-                        actual = hash_file(path, copy_to=fd)  # hash the bytes as they are copied
-                    finally:
-                        os.close(fd)
-                if self.progress:
-                    self.progress(os.path.getsize(tmp))
-                if actual != file_hash:
-                    return "mismatched", actual
-                store.publish(tmp, file_hash)
-                return f"adopted:{mode}", None
-            except OSError as exc:
-                raise StorageError(exc.errno or 0, f"cannot adopt {path}: {exc.strerror or exc}") from None
-            finally:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
+        done = ingest_file(self.store, path, file_hash, hardlink=self.mode == "hardlink", tag="adopt",
+                           progress=self.progress)
+        if done.outcome in ("present", "mismatched"):
+            return done.outcome, done.actual if done.outcome == "mismatched" else None
+        return f"adopted:{done.outcome}", None
 
 
 def _candidates_allensdk(root: Path, project: str, manifests: list[Manifest]) -> dict[str, list[Path]]:
@@ -292,18 +258,11 @@ def _resolve_names(cache: "CloudCache", wanted: Iterable[str], local: dict[str, 
     known = set(local) | set(cache.list_all_downloaded_manifests())
     if cache.remote is not None:
         known |= set(cache.list_manifest_file_names())
-    by_version = {}
-    for name in known:
-        try:
-            by_version.setdefault(str(version_from_manifest_name(name)), name)
-        except ManifestError:
-            continue
     out = []
     for item in wanted:
-        if item in known:
-            out.append(item)
-        elif item.lstrip("v") in by_version:
-            out.append(by_version[item.lstrip("v")])
+        name = match_manifest_name(item, known)
+        if name is not None:
+            out.append(name)
         else:
             raise ManifestNotFoundError(
                 f"no manifest for {item!r} of project {cache.project!r}; known: {sorted(known) or 'none'}"

@@ -8,51 +8,31 @@ any file that is not yet in the store.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from .diff import ManifestDiff, compare_manifests
-from .errors import (
-    StorageError,
-    UnsafePathError,
-    ManifestNotFoundError,
-    NoManifestLoadedError,
-    OfflineError,
-    OutdatedManifestWarning,
-    RemoteNotFoundError,
-    UnknownFileError,
-)
-from .manifest import FileEntry, Manifest, check_relative_path, sort_manifest_names
-from .remote.base import Remote
-from .store import Store
-from .transfer import Transfer, TransferConfig
+from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, ENV_USAGE_LOG
+from ..errors import ManifestNotFoundError, NoManifestLoadedError, OfflineError, OutdatedManifestWarning
+from ..manifest import FileEntry, Manifest, ManifestDiff, check_relative_path, compare_manifests, sort_manifest_names
+from ..remote import Remote, make_remote
+from ..store import Store
+from ..transfer import Transfer, TransferConfig
+from . import catalogue, du, gc, prefetch, record, verify
+from .fetch import ensure_entry
+from .usage import UsageRecorder
 
 if TYPE_CHECKING:
     import pandas as pd
-    from .bulk import PrefetchPlan, PrefetchReport
-    from .maintenance import DiskUsage, GCReport, VerifyReport
+    from .du import DiskUsage
+    from .gc import GCReport
+    from .prefetch import PrefetchPlan, PrefetchReport
+    from .verify import VerifyReport
 
 log = logging.getLogger("releasecache")
 
-
-def _progress_bar(entry: FileEntry, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=entry.size,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=entry.relative_path.rsplit("/", 1)[-1],
-        leave=False,
-        dynamic_ncols=True,
-    )
 
 
 class CloudCache:
@@ -77,14 +57,14 @@ class CloudCache:
         Seconds to wait for another process downloading the same file.
     usage_log
         A JSON-lines file to which every file use is appended (see
-        :mod:`releasecache.record`); defaults to ``$RELEASECACHE_USAGE_LOG``.
+        :mod:`releasecache.cache.record`); defaults to ``$RELEASECACHE_USAGE_LOG``.
     layers, layer_link
         Read-only cache directories consulted before downloading, and how views
         reach their blobs (``"symlink"``, ``"hardlink"``, ``"copy"``); see
-        :mod:`releasecache.layers`.
+        :mod:`releasecache.store.layers`.
     lock_kind, lock_lease
         ``"posix"`` (default) or ``"soft"`` per-blob locks, and the soft locks'
-        lease in seconds; see :mod:`releasecache.locks`.
+        lease in seconds; see :mod:`releasecache.store.locks`.
     """
 
     def __init__(
@@ -96,12 +76,12 @@ class CloudCache:
         transfer_config: TransferConfig | None = None,
         progress: bool = True,
         read_only: bool = False,
-        lock_timeout: float = 3600.0,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         usage_log: str | os.PathLike[str] | None = None,
         layers: Iterable[str | os.PathLike[str]] = (),
         layer_link: str = "symlink",
         lock_kind: str | None = None,
-        lock_lease: float = 120.0,
+        lock_lease: float = DEFAULT_LOCK_LEASE,
     ) -> None:
         check_relative_path(project, what="project name")
         self.project = project
@@ -113,8 +93,8 @@ class CloudCache:
         self._manifest: Manifest | None = None
         self._remote_names: list[str] | None = None
         # Files returned by ensure() in this process, for used_files() / write_record().
-        self._used: dict[tuple[str, str], dict[str, Any]] = {}
-        self.usage_log = os.fspath(usage_log) if usage_log else os.environ.get("RELEASECACHE_USAGE_LOG") or None
+        self.usage = UsageRecorder()
+        self.usage_log = os.fspath(usage_log) if usage_log else os.environ.get(ENV_USAGE_LOG) or None
 
     # -- constructors -----------------------------------------------------------
 
@@ -131,29 +111,23 @@ class CloudCache:
         **kwargs: Any,
     ) -> "CloudCache":
         """A cache fed from an S3 bucket (anonymous by default)."""
-        from .remote.s3 import S3Remote
-
         config = kwargs.get("transfer_config") or TransferConfig()
         kwargs["transfer_config"] = config
-        remote = S3Remote(bucket, endpoint_url=endpoint_url, anonymous=anonymous,
-                          max_pool_connections=max(10, 2 * config.max_parts_in_flight), **(s3_options or {}))
+        remote = make_remote(bucket=bucket, endpoint_url=endpoint_url, anonymous=anonymous,
+                             max_parts_in_flight=config.max_parts_in_flight, s3_options=s3_options)
         return cls(cache_dir, remote, project, **kwargs)
 
     @classmethod
     def from_http(cls, cache_dir: str | os.PathLike[str], base_url: str, project: str, *,
                   http_options: dict[str, Any] | None = None, **kwargs: Any) -> "CloudCache":
         """A cache fed over plain HTTP(S) from a public bucket URL or a web mirror."""
-        from .remote.http import HttpRemote
-
-        return cls(cache_dir, HttpRemote(base_url, **(http_options or {})), project, **kwargs)
+        return cls(cache_dir, make_remote(http_url=base_url, http_options=http_options), project, **kwargs)
 
     @classmethod
     def from_mirror(cls, cache_dir: str | os.PathLike[str], mirror_dir: str | os.PathLike[str], project: str,
                     **kwargs: Any) -> "CloudCache":
         """A cache fed from a local directory laid out like the bucket (a mount or a sync)."""
-        from .remote.local import LocalRemote
-
-        return cls(cache_dir, LocalRemote(mirror_dir), project, **kwargs)
+        return cls(cache_dir, make_remote(mirror=mirror_dir), project, **kwargs)
 
     @classmethod
     def from_local_cache(cls, cache_dir: str | os.PathLike[str], project: str, **kwargs: Any) -> "CloudCache":
@@ -201,12 +175,20 @@ class CloudCache:
 
     def list_all_downloaded_manifests(self) -> list[str]:
         """Names of the manifests already in the cache, oldest to newest."""
-        names: set[str] = set()
-        for folder in [self.store.manifests_dir] + [layer / "manifests" for layer in self.store.layers]:
-            if folder.is_dir():
-                names.update(p.name for p in folder.iterdir()
-                             if p.suffix == ".json" and p.name.startswith(self.project) and not p.name.startswith("."))
-        return sort_manifest_names(names)
+        return catalogue.downloaded_names(self.store, self.project)
+
+    def known_manifest_names(self) -> list[str]:
+        """Every manifest name known here: the remote's (when online) and the downloaded ones."""
+        names = self.list_manifest_file_names()
+        if self.remote is not None:
+            names = sort_manifest_names(set(names) | set(self.list_all_downloaded_manifests()))
+        return names
+
+    def latest_known_manifest(self) -> str | None:
+        """The newest manifest: the remote's when online, else the newest downloaded one (or None)."""
+        if self.remote is None:
+            return self.latest_downloaded_manifest_file()
+        return self.latest_manifest_file()
 
     def latest_downloaded_manifest_file(self) -> str | None:
         """The newest manifest already in the cache, or None."""
@@ -216,6 +198,11 @@ class CloudCache:
     def current_manifest(self) -> str | None:
         """The name of the loaded manifest, or None."""
         return self._manifest.name if self._manifest else None
+
+    @property
+    def loaded_manifest(self) -> Manifest | None:
+        """The loaded manifest, or None (unlike :attr:`manifest`, which raises)."""
+        return self._manifest
 
     @property
     def manifest(self) -> Manifest:
@@ -244,31 +231,7 @@ class CloudCache:
 
         Nothing is written unless the manifest is valid.
         """
-        check_relative_path(name, what="manifest name")
-        if "/" in name:
-            raise ManifestNotFoundError(f"manifest name {name!r} must be a plain file name")
-        local = self.store.manifests_dir / name
-        if local.is_symlink():
-            raise UnsafePathError(f"{local} is a symbolic link, not a saved manifest; remove it")
-        if local.is_file():
-            return Manifest.from_path(local)
-        for layer in self.store.layers:  # read-only layers hold manifests too
-            if (layer / "manifests" / name).is_file():
-                return Manifest.from_path(layer / "manifests" / name)
-        if self.remote is None:
-            have = self.list_all_downloaded_manifests()
-            raise ManifestNotFoundError(
-                f"manifest {name!r} is not in the offline cache {self.store.root}; downloaded: {have or 'none'}"
-            )
-        try:
-            data = self.remote.get_manifest(self.project, name)
-        except RemoteNotFoundError:
-            raise ManifestNotFoundError(
-                f"no manifest {name!r} for project {self.project!r}; available: {self.list_manifest_file_names()}"
-            ) from None
-        manifest = Manifest.from_bytes(data, name=name)  # validate before writing anything
-        self.store.write_manifest(name, data)
-        return manifest
+        return catalogue.read_manifest(self.store, self.remote, self.project, name, available=self._remote_names)
 
     def load_manifest(self, name: str) -> Manifest:
         """Load a manifest by name and make it current.
@@ -280,24 +243,13 @@ class CloudCache:
         if manifest.project_name != self.project:
             log.warning("manifest %s names project %r, this cache is for %r", name, manifest.project_name, self.project)
         self._manifest = manifest
-        state = self.store.read_state().get("last_manifest", {})
-        if not isinstance(state, dict):
-            state = {}
-        if state.get(self.project) != name:
-            state[self.project] = name
-            self.store.update_state(last_manifest=state)
+        catalogue.remember_last_used(self.store, self.project, name)
         try:
             latest = self.latest_manifest_file()
         except ManifestNotFoundError:
             latest = name
         if latest != name:
-            warnings.warn(
-                f"The manifest you loaded, {name}, is not the latest one ({latest}).\n"
-                f"To see what changed:   cache.compare_manifests('{name}', '{latest}')\n"
-                f"To load the latest:    cache.load_latest_manifest()",
-                OutdatedManifestWarning,
-                stacklevel=2,
-            )
+            warnings.warn(catalogue.outdated_message(name, latest), OutdatedManifestWarning, stacklevel=2)
         self._on_manifest_loaded(manifest)
         return manifest
 
@@ -310,9 +262,7 @@ class CloudCache:
 
     def last_used_manifest_file(self) -> str | None:
         """The manifest loaded last time in this cache directory, if recorded."""
-        state = self.store.read_state().get("last_manifest", {})
-        name = state.get(self.project) if isinstance(state, dict) else None
-        return name if isinstance(name, str) else None
+        return catalogue.last_used(self.store, self.project)
 
     def load_last_manifest(self) -> Manifest:
         """Load the manifest used last in this cache directory, else the latest."""
@@ -340,32 +290,11 @@ class CloudCache:
 
     def data_entry(self, file_id: int | str) -> FileEntry:
         """The manifest entry of a data file id."""
-        if isinstance(file_id, str):
-            key = file_id.strip()
-        else:
-            try:
-                key = str(int(file_id))  # ints, numpy ints, and floats read from CSVs (870.0)
-            except (TypeError, ValueError):
-                raise UnknownFileError(f"file id {file_id!r} is not an integer") from None
-        try:
-            return self.manifest.data_files[key]
-        except KeyError:
-            ids = list(self.manifest.data_files)
-            sample = ", ".join(ids[:8]) + (" …" if len(ids) > 8 else "")
-            raise UnknownFileError(
-                f"file id {file_id!r} is not in manifest {self.manifest.name} ({len(ids)} data files: {sample})"
-            ) from None
+        return catalogue.data_entry(self.manifest, file_id)
 
     def metadata_entry(self, name: str) -> FileEntry:
         """The manifest entry of a metadata file (``units`` or ``units.csv``)."""
-        key = name[:-4] if name.endswith(".csv") else name
-        try:
-            return self.manifest.metadata_files[key]
-        except KeyError:
-            raise UnknownFileError(
-                f"{name!r} is not a metadata file of manifest {self.manifest.name}; "
-                f"choose from {self.manifest.metadata_file_names}"
-            ) from None
+        return catalogue.metadata_entry(self.manifest, name)
 
     # -- local paths ------------------------------------------------------------
 
@@ -393,10 +322,9 @@ class CloudCache:
 
         The file is noted for :meth:`used_files` (and the usage log, if any).
         """
-        path = self._ensure(entry, progress=progress)
-        from .record import note_used
-
-        note_used(self, entry)
+        path = ensure_entry(self.store, self.transfer, self.remote, self.manifest, entry, progress=progress,
+                            show_bar=self.progress)
+        record.note_used(self, entry)
         return path
 
     def used_files(self) -> list[dict[str, Any]]:
@@ -406,60 +334,17 @@ class CloudCache:
         ``file_hash``, ``version_id``, ``url``, and ``streamed`` (True if its bytes
         were read remotely without hash verification).
         """
-        return [dict(r) for r in self._used.values()]
+        return self.usage.records()
 
     def write_record(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """The reproducibility lock of :meth:`used_files` and their manifests; written to ``path`` if given.
 
-        See :mod:`releasecache.record` for the format.
+        See :mod:`releasecache.cache.record` for the format.
         """
-        from .record import cache_lock, write_lock
-
-        lock = cache_lock(self)
+        lock = record.cache_lock(self)
         if path is not None:
-            write_lock(lock, path)
+            record.write_lock(lock, path)
         return lock
-
-    def _ensure(self, entry: FileEntry, *, progress: Callable[[int], None] | None = None) -> Path:
-        for _attempt in range(3):
-            try:
-                path = self._ensure_once(entry, progress=progress)
-            except StorageError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
-                path = None  # a concurrent gc removed the view directory while we linked into it
-            if path is not None and (self.store.read_only or self.store.has_blob(entry.file_hash)):
-                return path
-            log.info("%s: its blob or view vanished while linking (a concurrent gc or verify); again",
-                     entry.relative_path)
-        raise StorageError(errno.ENOENT, f"{entry.relative_path}: removed three times by a concurrent gc or "
-                           "verify while being fetched; is a gc running that does not keep this manifest?")
-
-    def _ensure_once(self, entry: FileEntry, *, progress: Callable[[int], None] | None = None) -> Path:
-        manifest = self.manifest
-        store = self.store
-        if store.has_blob(entry.file_hash):
-            if store.read_only:
-                view = store.view_path(manifest.view_dir_name, entry.relative_path)
-                return view if store.view_is_current(manifest.view_dir_name, entry.relative_path,
-                                                     entry.file_hash) else store.find_blob(entry.file_hash)
-            if store.view_is_current(manifest.view_dir_name, entry.relative_path, entry.file_hash):
-                return store.view_path(manifest.view_dir_name, entry.relative_path)
-            return store.link_view(manifest.view_dir_name, entry.relative_path, entry.file_hash)
-        if self.remote is None:
-            raise OfflineError(
-                f"{entry.relative_path} (version {manifest.version}) is not in the cache {store.root}, "
-                "and this cache is offline; open it with from_s3(...) to download it"
-            )
-        if store.read_only:
-            raise OfflineError(f"{entry.relative_path} is not in the read-only cache {store.root}")
-        bar = None if progress is not None else _progress_bar(entry, self.progress)
-        try:
-            self.transfer.fetch(self.remote, entry, progress=progress or (bar.update if bar is not None else None))
-        finally:
-            if bar is not None:
-                bar.close()
-        return store.link_view(manifest.view_dir_name, entry.relative_path, entry.file_hash)
 
     def download_data(self, file_id: int | str) -> Path:
         """Return the local path of a data file, downloading and verifying it if needed."""
@@ -486,9 +371,7 @@ class CloudCache:
     def plan_prefetch(self, file_ids: Iterable[int | str] | None = None, *, metadata: bool = True,
                       stat_remote: bool = False) -> "PrefetchPlan":
         """What :meth:`prefetch` would do: bytes to fetch, present, reusable from other versions."""
-        from .bulk import plan
-
-        return plan(self, self._bulk_entries(file_ids, metadata), stat_remote=stat_remote)
+        return prefetch.plan(self, self._bulk_entries(file_ids, metadata), stat_remote=stat_remote)
 
     def _bulk_entries(self, file_ids: Iterable[int | str] | None, metadata: bool) -> list[FileEntry]:
         if file_ids is None:
@@ -537,15 +420,13 @@ class CloudCache:
             Fetched, reused (linked from other versions), present, and failed
             files with reasons. One failure never stops the others.
         """
-        from .bulk import prefetch, shard as take_shard
-
         entries = self._bulk_entries(file_ids, metadata)
         if shard is not None:
-            entries = take_shard(entries, *shard)
-        return prefetch(self, entries, executor=executor, max_files=max_files,
+            entries = prefetch.shard(entries, *shard)
+        return prefetch.prefetch(self, entries, executor=executor, max_files=max_files,
                         progress=self.progress if progress is None else progress, stat_remote=stat_remote)
 
-    # -- maintenance (see releasecache.maintenance) --------------------------------
+    # -- maintenance (see releasecache.cache.verify) --------------------------------
 
     def _manifest_arg(self, manifest: "str | Manifest | None") -> "Manifest | None":
         if manifest is None or isinstance(manifest, Manifest):
@@ -557,18 +438,14 @@ class CloudCache:
 
         ``mode="fast"`` checks sizes and publish-time stamps, hashing only blobs
         whose stamp changed; ``mode="full"`` hashes everything. Returns a
-        :class:`~releasecache.maintenance.VerifyReport` (``.ok``, ``.corrupt``,
+        :class:`~releasecache.cache.verify.VerifyReport` (``.ok``, ``.corrupt``,
         ``.missing``, ``.to_dict()``).
         """
-        from .maintenance import verify
-
-        return verify(self.store, self._manifest_arg(manifest), mode=mode)
+        return verify.verify(self.store, self._manifest_arg(manifest), mode=mode)
 
     def disk_usage(self) -> "DiskUsage":
         """Bytes per downloaded manifest (unique vs shared with other manifests) and in total."""
-        from .maintenance import disk_usage
-
-        return disk_usage(self.store)
+        return du.disk_usage(self.store)
 
     def gc(self, keep: "Iterable[str | Manifest] | None" = None, *, dry_run: bool = True,
            partial_age_days: float | None = 7.0) -> "GCReport":
@@ -579,8 +456,6 @@ class CloudCache:
         (the default) only reports. Partial downloads untouched for
         ``partial_age_days`` are removed too (None: keep them).
         """
-        from .maintenance import gc
-
         if keep is None:
             name = self.current_manifest() or self.last_used_manifest_file()
             if name is None:
@@ -589,5 +464,5 @@ class CloudCache:
         elif isinstance(keep, (str, Manifest)):
             keep = [keep]
         kept = [self._manifest_arg(m) for m in keep]
-        return gc(self.store, [m for m in kept if m is not None], self.project, dry_run=dry_run,
+        return gc.gc(self.store, [m for m in kept if m is not None], self.project, dry_run=dry_run,
                   partial_age_days=partial_age_days)

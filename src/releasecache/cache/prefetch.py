@@ -16,12 +16,12 @@ from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .errors import ReleaseCacheError
-from .manifest import FileEntry
-from .units import human_bytes as _human
+from ..errors import ReleaseCacheError
+from ..manifest import FileEntry
+from ..utils import human_bytes as _human
 
 if TYPE_CHECKING:
-    from .cache import CloudCache
+    from .cloud import CloudCache
 
 log = logging.getLogger("releasecache")
 
@@ -140,7 +140,7 @@ def plan(cache: "CloudCache", entries: Iterable[FileEntry], *, stat_remote: bool
     return result
 
 
-def _fetch_one(cache: "CloudCache", entry: FileEntry, progress: Any = None) -> int:
+def fetch_one(cache: "CloudCache", entry: FileEntry, progress: Any = None) -> int:
     """Fetch one entry (runs in a worker thread or process); return bytes downloaded."""
     had = cache.store.has_blob(entry.file_hash)
     cache.ensure(entry, progress=progress or (lambda n: None))
@@ -162,7 +162,6 @@ def prefetch(
     the_plan = plan(cache, entries, stat_remote=stat_remote)
     log.info("prefetch plan: %s", the_plan.summary())
     report = PrefetchReport(present=[e.relative_path for e in the_plan.present])
-    view = cache.manifest.view_dir_name
     # Content already here (from another version, or listed twice) only needs a link.
     pending_links = list(the_plan.reusable)
     bar = None
@@ -185,9 +184,9 @@ def prefetch(
         futures = {}
         for entry in the_plan.to_fetch:
             if in_process:
-                fut = pool.submit(_fetch_one, cache, entry, tick)
+                fut = pool.submit(fetch_one, cache, entry, tick)
             else:
-                fut = pool.submit(_fetch_one, cache, entry)
+                fut = pool.submit(fetch_one, cache, entry)
             futures[fut] = entry
         for fut in as_completed(futures):
             entry = futures[fut]
@@ -216,7 +215,7 @@ def prefetch(
         try:
             if not cache.store.has_blob(entry.file_hash):
                 raise ReleaseCacheError("its content failed to download")
-            cache.store.link_view(view, entry.relative_path, entry.file_hash)
+            cache.ensure(entry)  # links it and records the use, like every file handed out
             report.reused.append(entry.relative_path)
         except (ReleaseCacheError, OSError) as exc:
             report.failed[entry.relative_path] = str(exc)

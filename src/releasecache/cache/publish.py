@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
-from .errors import ManifestValidationError
-from .manifest import Manifest, check_relative_path, manifest_name, parse_semver
-from .remote.s3 import S3Remote
-from .store import hash_file as file_blake2b
+from ..errors import ManifestValidationError
+from ..manifest import Manifest, check_relative_path, manifest_name, parse_semver
+from ..remote.s3 import S3Remote
+from ..utils import hash_file
 
 log = logging.getLogger("releasecache")
 
@@ -34,7 +34,7 @@ def object_url(bucket: str, key: str, *, region: str | None = "us-west-2", style
     return f"https://{host}/{quote(key)}"
 
 
-def _release_files(source: Path, project: str) -> tuple[dict[str, str], dict[str, str]]:
+def release_files(source: Path, project: str) -> tuple[dict[str, str], dict[str, str]]:
     """Split a version directory into metadata {name: key} and data {file_id: key}."""
     root = source / project
     if not root.is_dir():
@@ -77,11 +77,11 @@ def build_manifest(
     """
     parse_semver(version)
     source = Path(source)
-    metadata, data = _release_files(source, project)
+    metadata, data = release_files(source, project)
 
     def entry_for(key: str) -> dict[str, Any]:
         path = source / key
-        digest = file_blake2b(path)
+        digest = hash_file(path)
         record: dict[str, Any] = {"url": object_url(bucket, key, region=region, style=url_style),
                                   "version_id": version_id_for(key, path, digest), "file_hash": digest}
         if record_size:

@@ -22,7 +22,7 @@ writes a JSON *lock*::
       ]
     }
 
-A file read by streaming (:mod:`releasecache.stream`) is listed with
+A file read by streaming (:mod:`releasecache.vbn.streaming`) is listed with
 ``"streamed": true``: its bytes were not hash-verified.
 
 Across processes (scripts, job arrays, Dask workers), the same records can be
@@ -36,7 +36,6 @@ single append, so many processes can share one log on a local filesystem.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -45,16 +44,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from .errors import ManifestParseError, StorageError
+from ..config import ENV_USAGE_LOG, __version__
+from ..errors import ManifestParseError, StorageError
+from ..manifest import sort_manifest_names
+from ..utils import atomic_write, hash_bytes
 
 if TYPE_CHECKING:
-    from .cache import CloudCache
-    from .manifest import FileEntry, Manifest
+    from ..manifest import FileEntry, Manifest
+    from .cloud import CloudCache
 
 log = logging.getLogger("releasecache")
 
 #: Environment variable naming a usage log that every cache in the process appends to.
-USAGE_LOG_ENV = "RELEASECACHE_USAGE_LOG"
+USAGE_LOG_ENV = ENV_USAGE_LOG
 #: Format number written into every lock as ``releasecache_lock``.
 LOCK_FORMAT = 1
 
@@ -81,7 +83,7 @@ def manifest_blake2b(cache: "CloudCache", manifest: "Manifest") -> str | None:
                 data = cache.remote.get_manifest(cache.project, manifest.name)
             except Exception as exc:  # a record must not break the analysis it records
                 log.warning("cannot hash manifest %s for the usage record: %s", name, exc)
-    digest = hashlib.blake2b(data).hexdigest() if data is not None else None
+    digest = hash_bytes(data) if data is not None else None
     _manifest_hashes[key] = digest
     return digest
 
@@ -117,12 +119,10 @@ def note_used(cache: "CloudCache", entry: "FileEntry", *, streamed: bool = False
     """
     manifest = cache.manifest
     key = (manifest.name or manifest.version, entry.relative_path)
-    used: dict[tuple[str, str], dict[str, Any]] = cache._used
-    previous = used.get(key)
-    if previous is not None and (streamed or not previous["streamed"]):
+    if not cache.usage.wants(key, streamed=streamed):
         return  # already recorded at least as strongly
     record = use_record(cache, entry, streamed=streamed)
-    used[key] = record
+    cache.usage.add(key, record)
     if cache.usage_log:
         _append_log(cache, Path(cache.usage_log), record)
 
@@ -169,8 +169,6 @@ def build_lock(
     source
         Where files came from, for people (e.g. the remote's description).
     """
-    from . import __version__
-    from .manifest import sort_manifest_names
 
     rows = sorted(files, key=lambda r: (r.get("manifest") or "", r["section"] != "metadata", r["path"]))
     names = sort_manifest_names(list(manifests))
@@ -190,9 +188,9 @@ def build_lock(
 
 def cache_lock(cache: "CloudCache") -> dict[str, Any]:
     """The lock of everything ``cache`` used in this process (see :meth:`CloudCache.write_record`)."""
-    files = list(cache._used.values())
+    files = cache.usage.records()
     manifests: dict[str, dict[str, Any]] = {}
-    loaded = cache._manifest
+    loaded = cache.loaded_manifest
     seen = {r["manifest"] for r in files}
     if loaded is not None:
         seen.add(loaded.name)
@@ -254,7 +252,6 @@ def lock_from_log(path: str | os.PathLike[str], *, project: str | None = None) -
 
 def write_lock(lock: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write a lock document as indented JSON (atomically)."""
-    from .store import atomic_write
 
     out = Path(path)
     try:

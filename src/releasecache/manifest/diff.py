@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 
-from .manifest import FileEntry, Manifest
+from .model import FileEntry, Manifest
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,18 +11,20 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Iterator, Mapping
-from urllib.parse import unquote, urlsplit
 
 import semver
 
-from .errors import (
+from ..errors import (
     ManifestParseError,
     ManifestValidationError,
-    ManifestVersionError,
     UnsafePathError,
 )
+from ..utils import short_repr
+from .names import parse_semver
+from .paths import check_relative_path
+from .urls import S3Location, parse_s3_url
 
 #: Largest manifest accepted, in bytes. The real VBN manifest (4,298 entries) is ~1.5 MB.
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -39,135 +41,6 @@ ENTRY_KEYS = ("url", "version_id", "file_hash")
 
 _HASH_RE = re.compile(r"^[0-9a-f]{128}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
-# virtual-hosted: <bucket>.s3[.-<region>|.dualstack.<region>].amazonaws.com[.cn]
-_VHOST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-]*)\.s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
-# path-style: s3[.-<region>].amazonaws.com/<bucket>/<key>
-_PATHSTYLE_RE = re.compile(r"^s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
-_VERSION_IN_NAME_RE = re.compile(r"_v(?P<version>[^/\\]+)\.json$")
-
-
-def _short(value: object, limit: int = 160) -> str:
-    """``repr(value)``, cut to ``limit`` characters so that a hostile 10 MB string makes a readable error."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(str(value))} characters)"
-
-
-def parse_semver(text: str, *, what: str = "version") -> semver.Version:
-    """Parse ``text`` as a semantic version or raise :class:`ManifestVersionError`."""
-    try:
-        return semver.Version.parse(text)
-    except (ValueError, TypeError) as exc:
-        detail = f": {exc}" if len(str(text)) <= 200 else ""
-        raise ManifestVersionError(f"{what} {_short(text)} is not a semantic version (like 0.4.0){detail}") from None
-
-
-def version_from_manifest_name(name: str) -> semver.Version:
-    """Return the semver in a manifest file name ``<anything>_v<semver>.json``.
-
-    Examples
-    --------
-    >>> str(version_from_manifest_name("visual-behavior-neuropixels_project_manifest_v0.4.0.json"))
-    '0.4.0'
-    """
-    match = _VERSION_IN_NAME_RE.search(name)
-    if not match:
-        raise ManifestVersionError(f"manifest name {_short(name)} does not end in _v<semver>.json")
-    return parse_semver(match.group("version"), what=f"version in manifest name {_short(name)}")
-
-
-def sort_manifest_names(names: list[str] | tuple[str, ...] | set[str]) -> list[str]:
-    """Sort manifest file names by their semver (not lexically: 0.10.0 > 0.9.0).
-
-    Names without a parsable version are dropped; they are not manifests.
-    """
-    parsed = []
-    for name in names:
-        try:
-            parsed.append((version_from_manifest_name(name), name))
-        except ManifestVersionError:
-            continue
-    return [name for _, name in sorted(parsed)]
-
-
-def check_relative_path(path: str, *, what: str) -> str:
-    """Return ``path`` if it is a safe relative POSIX path inside a directory.
-
-    Raises
-    ------
-    UnsafePathError
-        For absolute paths, ``..`` or ``.`` segments, empty segments,
-        backslashes, NUL or control characters, or an over-long path.
-    """
-    if not isinstance(path, str) or not path:
-        raise UnsafePathError(f"{what}: empty path")
-    if any(ord(c) < 32 or c == "\x7f" for c in path):
-        raise UnsafePathError(f"{what}: path {_short(path)} contains NUL or control characters")
-    if "\\" in path:
-        raise UnsafePathError(f"{what}: path {_short(path)} contains a backslash")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise UnsafePathError(f"{what}: path {_short(path)} is absolute")
-    parts = path.split("/")
-    for part in parts:
-        if part in ("", ".", ".."):
-            raise UnsafePathError(f"{what}: path {_short(path)} has an empty, '.' or '..' segment")
-        if len(part.encode()) > 255:
-            raise UnsafePathError(f"{what}: a segment of {_short(path)} is longer than 255 bytes")
-    if len(path.encode()) > 1024:
-        raise UnsafePathError(f"{what}: path is longer than 1024 bytes")
-    return path
-
-
-@dataclass(frozen=True)
-class S3Location:
-    """Where an object lives: bucket, key, and the pinned version id."""
-
-    bucket: str
-    key: str
-    version_id: str | None = None
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """Map an object URL to ``(bucket, key)``, for every URL style in use.
-
-    Accepts virtual-hosted (``https://b.s3.amazonaws.com/k``, with or without a
-    region, dash or dot form, dualstack), path-style (``https://s3.us-west-2.amazonaws.com/b/k``),
-    ``s3://b/k``, and any other host as a path-style custom endpoint
-    (``http://127.0.0.1:9000/b/k``). The key is percent-decoded.
-
-    Raises
-    ------
-    UnsafePathError
-        If the URL is not one of these shapes or its key is unsafe.
-    """
-    if not isinstance(url, str):
-        raise UnsafePathError(f"URL must be a string, got {type(url).__name__}")
-    if any(ord(c) < 32 for c in url) or "\\" in url:
-        raise UnsafePathError(f"URL {_short(url)} contains control characters or backslashes")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "s3":
-        bucket, path = parts.netloc, parts.path
-    elif scheme in ("http", "https"):
-        host = (parts.hostname or "").lower()
-        vhost = _VHOST_RE.match(host)
-        if vhost and not _PATHSTYLE_RE.match(host):
-            bucket, path = vhost.group("bucket"), parts.path
-        else:
-            segments = parts.path.lstrip("/").split("/", 1)
-            if len(segments) != 2:
-                raise UnsafePathError(f"URL {_short(url)} has no bucket and key in its path")
-            bucket, path = segments[0], segments[1]
-    else:
-        raise UnsafePathError(f"URL {_short(url)} is not http(s):// or s3://")
-    key = unquote(path.lstrip("/"))
-    if not bucket or not re.match(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$", bucket):
-        raise UnsafePathError(f"URL {_short(url)} names no valid bucket")
-    check_relative_path(key, what=f"key of URL {_short(url)}")
-    return bucket, key
-
-
 @dataclass(frozen=True)
 class FileEntry:
     """One file of a release as the manifest pins it.
@@ -207,13 +80,13 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise ManifestValidationError(f"duplicate JSON key {_short(key)}")
+            raise ManifestValidationError(f"duplicate JSON key {short_repr(key)}")
         seen[key] = value
     return seen
 
 
 def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
-    where = f"{source}: {section}[{_short(name)}]"
+    where = f"{source}: {section}[{short_repr(name)}]"
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ManifestValidationError(f"{where}: key must be a short name of letters, digits, '.', '_' or '-'")
     if not isinstance(raw, dict):
@@ -239,7 +112,7 @@ def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
         raise UnsafePathError(f"{where}: {exc}") from None
     segments = key.split("/", 1)
     if len(segments) < 2:
-        raise UnsafePathError(f"{where}: key {_short(key)} has no path below its project prefix")
+        raise UnsafePathError(f"{where}: key {short_repr(key)} has no path below its project prefix")
     return FileEntry(
         name=name,
         url=raw["url"],
@@ -311,15 +184,15 @@ class Manifest:
                 raise ManifestValidationError(f"{source}: {key} must be a non-empty string")
         project = raw["project_name"]
         if not _NAME_RE.match(project):
-            raise UnsafePathError(f"{source}: project_name {_short(project)} is not a safe directory name")
+            raise UnsafePathError(f"{source}: project_name {short_repr(project)} is not a safe directory name")
         version = raw["manifest_version"]
         parse_semver(version, what=f"{source}: manifest_version")
         if not _NAME_RE.match(version):
-            raise UnsafePathError(f"{source}: manifest_version {_short(version)} is not a safe directory name")
+            raise UnsafePathError(f"{source}: manifest_version {short_repr(version)} is not a safe directory name")
         if name is not None:
             check_relative_path(name, what="manifest name")
             if "/" in name:
-                raise UnsafePathError(f"manifest name {_short(name)} must be a plain file name")
+                raise UnsafePathError(f"manifest name {short_repr(name)} must be a plain file name")
         pipeline = raw["data_pipeline"]
         if isinstance(pipeline, dict):  # tolerate a single step written as an object
             pipeline = [pipeline]
@@ -337,9 +210,9 @@ class Manifest:
                 other = seen_paths.get(entry.relative_path)
                 if other is not None:
                     raise ManifestValidationError(
-                        f"{source}: {section}[{_short(key)}] and {other} both map to {_short(entry.relative_path)}"
+                        f"{source}: {section}[{short_repr(key)}] and {other} both map to {short_repr(entry.relative_path)}"
                     )
-                seen_paths[entry.relative_path] = f"{section}[{_short(key)}]"
+                seen_paths[entry.relative_path] = f"{section}[{short_repr(key)}]"
                 parsed[key] = entry
             sections[section] = parsed
         return cls(
@@ -391,13 +264,3 @@ class Manifest:
         return json.dumps(self.raw, indent=1, sort_keys=False)
 
 
-def manifest_name(project: str, version: str, *, style: str = "project_manifest") -> str:
-    """The conventional file name of a manifest: ``<project>_project_manifest_v<version>.json``."""
-    return f"{project}_{style}_v{version}.json"
-
-
-def relpath_within(root: Path, relative: str) -> Path:
-    """Join ``relative`` (already validated) under ``root``; refuse anything that escapes it."""
-    check_relative_path(relative, what="path")
-    joined = root.joinpath(*PurePosixPath(relative).parts)
-    return joined

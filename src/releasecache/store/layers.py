@@ -29,68 +29,34 @@ way: it serves whatever it or its layers hold and never writes.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
-from .errors import IntegrityError, StorageError
-from .store import Store, _storage_error, hash_file
+from ..errors import IntegrityError
+from .ingest import ingest_file
+
+if TYPE_CHECKING:  # for annotations only: the store calls into this module
+    from .store import Store
 
 log = logging.getLogger("releasecache")
 
 
-def import_blob(store: Store, source: Path, file_hash: str) -> Path:
+def find_in_layers(layers: Iterable[Path], blob_relpath: str) -> Path | None:
+    """The path of ``blobs/<blob_relpath>`` in the first layer that has it, or None."""
+    for layer in layers:
+        path = layer / "blobs" / blob_relpath
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def import_blob(store: "Store", source: Path, file_hash: str) -> Path:
     """Bring a layer's blob into ``store``'s own blobs/ (hard link, else verified copy)."""
-    with store.lock(file_hash):
-        if store.has_own_blob(file_hash):
-            return store.blob_path(file_hash)
-        store._mkdir(store.partial_dir)
-        partial = store.partial_dir / f"{file_hash}.layer"
-        try:
-            os.unlink(partial)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise _storage_error(exc, f"cannot clear {partial}") from None
-        if store.layer_link == "hardlink":
-            try:
-                os.link(source, partial)
-                dest = store.blob_path(file_hash)
-                store._mkdir(dest.parent)
-                os.replace(partial, dest)
-                store.stamp(file_hash)
-                log.info("hard-linked blob %s… from layer %s", file_hash[:16], source)
-                return dest
-            except OSError as exc:
-                try:
-                    os.unlink(partial)
-                except OSError:
-                    pass
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP, errno.EACCES):
-                    raise _storage_error(exc, f"cannot link blob {file_hash[:16]}… from {source}") from None
-                log.info("cannot hard-link %s across filesystems; copying it", source)
-        try:
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-            try:
-                digest = hash_file(source, copy_to=fd)  # copy and verify in one pass
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            try:
-                os.unlink(partial)
-            except OSError:
-                pass
-            raise _storage_error(exc, f"cannot copy blob {file_hash[:16]}… from layer {source}") from None
-        if digest != file_hash:
-            os.unlink(partial)
-            raise IntegrityError(f"blob {source} in a read-only layer does not match its name (blake2b "
-                                 f"{digest[:16]}…); tell the layer's maintainer to run verify()")
-        try:
-            return store.publish(partial, file_hash)
-        except StorageError:
-            try:
-                os.unlink(partial)
-            except OSError:
-                pass
-            raise
+    result = ingest_file(store, source, file_hash, hardlink=store.layer_link == "hardlink", tag="layer",
+                         trust_hardlink=True, include_layers=False)
+    if result.outcome == "mismatched":
+        raise IntegrityError(f"blob {source} in a read-only layer does not match its name (blake2b "
+                             f"{(result.actual or '')[:16]}…); tell the layer's maintainer to run verify()")
+    return store.blob_path(file_hash)

@@ -49,14 +49,15 @@ from typing import Any
 
 import filelock
 
-from .atomic import atomic_write
-from .errors import LockTimeoutError, StorageError
+from ..config import DEFAULT_LOCK_KIND, DEFAULT_LOCK_LEASE, ENV_LOCK_KIND
+from ..errors import LockTimeoutError, StorageError
+from ..utils import atomic_write
 
 log = logging.getLogger("releasecache")
 
 LOCK_KINDS = ("posix", "soft")
 #: Seconds a soft lock's owner may go without a heartbeat before a waiter breaks it.
-DEFAULT_LEASE = 120.0
+DEFAULT_LEASE = DEFAULT_LOCK_LEASE
 #: How often a waiter wakes to re-check the holder (and log again after ``_LOG_EVERY``).
 _POLL = 0.25
 _LOG_EVERY = 60.0
@@ -65,7 +66,7 @@ _HOST = socket.gethostname()
 
 def resolve_lock_kind(kind: str | None) -> str:
     """The lock kind to use: the argument, else ``$RELEASECACHE_LOCK_KIND``, else ``posix``."""
-    value = kind or os.environ.get("RELEASECACHE_LOCK_KIND") or "posix"
+    value = kind or os.environ.get(ENV_LOCK_KIND) or DEFAULT_LOCK_KIND
     if value not in LOCK_KINDS:
         raise ValueError(f"lock_kind must be one of {LOCK_KINDS}, not {value!r}")
     return value
@@ -189,9 +190,7 @@ class BlobLock:
             if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
                 raise StorageError(exc.errno, f"{self.lock_path}: locking is not supported here ({exc.strerror}); "
                                    "open the cache with lock_kind='soft' (or RELEASECACHE_LOCK_KIND=soft)") from None
-            from .store import _storage_error
-
-            raise _storage_error(exc, f"cannot lock {self.lock_path}") from None
+            raise StorageError.from_os_error(exc, f"cannot lock {self.lock_path}") from None
 
     def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> bool:
         """Take the lock; wait up to ``timeout`` seconds (None: forever) if ``blocking``.

@@ -26,7 +26,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write
+from ..utils import atomic_write
 
 STAMP_FORMAT = 1
 

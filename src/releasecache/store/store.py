@@ -23,7 +23,6 @@ so nothing needs a registry file, and readers need no lock.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -34,73 +33,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import StorageError, UnsafePathError
-from .atomic import atomic_write  # noqa: F401 - re-exported for the layers above
-from .locks import DEFAULT_LEASE, BlobLock, resolve_lock_kind
-from .manifest import check_relative_path
+from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT
+from ..errors import StorageError, UnsafePathError
+from ..manifest import check_relative_path
+from ..utils import atomic_write, fsync_dir
+from .ingest import download_partial, download_sidecar
+from .layers import find_in_layers, import_blob
+from .links import try_links
+from .locks import BlobLock, resolve_lock_kind
 from .stamps import remove_stamp, stamp_path, write_stamp
 
 log = logging.getLogger("releasecache")
 
 HASH_ALGO = "blake2b"
-
-
-def _storage_error(exc: OSError, what: str) -> StorageError:
-    hint = {
-        errno.ENOSPC: "the disk is full; free space or choose another cache directory",
-        errno.EDQUOT: "the disk quota is exceeded",
-        errno.EACCES: "permission denied; check the cache directory's permissions",
-        errno.EPERM: "operation not permitted on this filesystem",
-        errno.EROFS: "the filesystem is read-only",
-        errno.EFBIG: "the file is larger than this filesystem or the process's file-size limit (ulimit -f) allows",
-        errno.ELOOP: "a symbolic link was found where a file was expected; remove it",
-    }.get(exc.errno or 0, exc.strerror or str(exc))
-    err = StorageError(exc.errno or 0, f"{what}: {hint}")
-    err.__cause__ = exc
-    return err
-
-
-def hash_file(path: str | os.PathLike[str], *, copy_to: int | None = None, follow_symlinks: bool = True,
-              chunk: int = 4 * 1024 * 1024) -> str:
-    """The 128-hex blake2b of a file, as manifests record it.
-
-    Parameters
-    ----------
-    path
-        The file to hash.
-    copy_to
-        A file descriptor that receives every byte as it is hashed (copy and
-        hash in one pass).
-    follow_symlinks
-        If False, refuse a symlink at ``path`` (``OSError`` ELOOP).
-    """
-    hasher = hashlib.blake2b()
-    flags = os.O_RDONLY | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(os.open(path, flags), "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            hasher.update(block)
-            if copy_to is not None:
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(copy_to, view):]
-    return hasher.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (best effort: not every FS supports it)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 _MEMO_LIMIT = 1_000_000  # view paths remembered per store (a release has a few thousand)
@@ -125,15 +70,15 @@ class Store:
         blobs/, same filesystem only; falls back to a copy), or ``"copy"``
         (copied and re-hashed, so this cache no longer depends on the layer).
     lock_kind
-        ``"posix"`` or ``"soft"``; see :mod:`releasecache.locks`.
+        ``"posix"`` or ``"soft"``; see :mod:`releasecache.store.locks`.
     lock_lease
         Seconds a soft lock survives without its holder's heartbeat.
     """
 
-    def __init__(self, root: str | Path, *, read_only: bool = False, lock_timeout: float = 3600.0,
+    def __init__(self, root: str | Path, *, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                  layers: "list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...]" = (),
                  layer_link: str = "symlink", lock_kind: str | None = None,
-                 lock_lease: float = DEFAULT_LEASE) -> None:
+                 lock_lease: float = DEFAULT_LOCK_LEASE) -> None:
         self.root = Path(root).absolute()
         self._view_paths: dict[tuple[str, str], Path] = {}
         self._targets: dict[tuple[Path, str], str] = {}
@@ -153,7 +98,7 @@ class Store:
                 self.root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 if not (exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and self.root.is_dir()):
-                    raise _storage_error(exc, f"cannot create cache directory {self.root}") from None
+                    raise StorageError.from_os_error(exc, f"cannot create cache directory {self.root}") from None
             if not os.access(self.root, os.W_OK):
                 log.info("cache directory %s is not writable; using it read-only", self.root)
                 self.read_only = True
@@ -197,11 +142,7 @@ class Store:
 
     def layer_blob(self, file_hash: str) -> Path | None:
         """The blob's path in the first read-only layer that has it, or None."""
-        for layer in self.layers:
-            path = layer / "blobs" / HASH_ALGO / file_hash[:2] / file_hash
-            if os.path.isfile(path):
-                return path
-        return None
+        return find_in_layers(self.layers, f"{HASH_ALGO}/{file_hash[:2]}/{file_hash}")
 
     def find_blob(self, file_hash: str) -> Path | None:
         """Where the verified blob is: this cache first, then the layers; None if nowhere."""
@@ -214,10 +155,12 @@ class Store:
         return self.find_blob(file_hash) is not None
 
     def partial_path(self, file_hash: str) -> Path:
-        return self.partial_dir / file_hash
+        """Where a download of this blob is written (named by :mod:`releasecache.store.ingest`)."""
+        return download_partial(self.partial_dir, file_hash)
 
     def sidecar_path(self, file_hash: str) -> Path:
-        return self.partial_dir / f"{file_hash}.json"
+        """The resume record of that download (named by :mod:`releasecache.store.ingest`)."""
+        return download_sidecar(self.partial_dir, file_hash)
 
     def view_root(self, view_dir_name: str) -> Path:
         check_relative_path(view_dir_name, what="view directory")
@@ -248,7 +191,7 @@ class Store:
 
     def blob_lock(self, file_hash: str) -> BlobLock:
         """The (not yet acquired) inter-process lock of one blob."""
-        self._mkdir(self.locks_dir)
+        self.make_dir(self.locks_dir)
         return BlobLock(self.locks_dir / f"{file_hash}.lock", self.locks_dir / f"{file_hash}.owner",
                         kind=self.lock_kind, lease=self.lock_lease, what=f"blob {file_hash[:16]}…")
 
@@ -279,34 +222,37 @@ class Store:
 
     # -- writing --------------------------------------------------------------
 
-    def _mkdir(self, path: Path) -> None:
+    def make_dir(self, path: Path) -> None:
         """Create a directory inside the cache, refusing to go through planted symlinks."""
         self._check_no_symlinked_dirs(path / "_")
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _storage_error(exc, f"cannot create {path}") from None
+            raise StorageError.from_os_error(exc, f"cannot create {path}") from None
         self._check_no_symlinked_dirs(path / "_")
 
-    def publish(self, partial: Path, file_hash: str) -> Path:
+    def publish(self, partial: Path, file_hash: str, *, keep_mode: bool = False) -> Path:
         """Move a verified partial file to its blob path, read-only, atomically.
 
         The caller has checked the hash. After this the blob is visible to all.
+        ``keep_mode=True`` (a hard link to a read-only layer's blob, whose inode
+        is not ours) neither fsyncs nor changes the mode.
         """
         dest = self.blob_path(file_hash)
-        self._mkdir(dest.parent)
+        self.make_dir(dest.parent)
         try:
-            fd = os.open(partial, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            try:
-                os.fsync(fd)
-                os.fchmod(fd, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            finally:
-                os.close(fd)
+            if not keep_mode:
+                fd = os.open(partial, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                try:
+                    os.fsync(fd)
+                    os.fchmod(fd, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+                finally:
+                    os.close(fd)
             os.replace(partial, dest)
         except OSError as exc:
             if exc.errno == errno.ENOENT and self.has_own_blob(file_hash):
                 return dest  # a process that lost its lock published the same verified bytes first
-            raise _storage_error(exc, f"cannot publish blob {file_hash[:16]}…") from None
+            raise StorageError.from_os_error(exc, f"cannot publish blob {file_hash[:16]}…") from None
         fsync_dir(dest.parent)
         self.stamp(file_hash)
         return dest
@@ -314,7 +260,7 @@ class Store:
     def stamp(self, file_hash: str) -> None:
         """Record the just-verified blob's (size, mtime_ns, inode) for fast verification (best effort)."""
         try:
-            self._mkdir(stamp_path(self.stamps_dir, file_hash).parent)
+            self.make_dir(stamp_path(self.stamps_dir, file_hash).parent)
         except (StorageError, UnsafePathError) as exc:
             log.debug("no stamp for %s: %s", file_hash[:16], exc)
             return
@@ -327,7 +273,7 @@ class Store:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise _storage_error(exc, f"cannot delete blob {file_hash[:16]}…") from None
+            raise StorageError.from_os_error(exc, f"cannot delete blob {file_hash[:16]}…") from None
         remove_stamp(self.stamps_dir, file_hash)
 
     def _check_no_symlinked_dirs(self, path: Path) -> None:
@@ -364,24 +310,15 @@ class Store:
                 if self.layer_link == "symlink":
                     blob = in_layer
                 else:
-                    from .layers import import_blob
-
                     import_blob(self, in_layer, file_hash)
         # Blobs of this cache are linked relatively (the cache stays movable); a layer's absolutely.
         target = self._link_target(dest, file_hash) if blob == self.blob_path(file_hash) else str(blob)
-        self._mkdir(dest.parent)
+        self.make_dir(dest.parent)
         self._check_no_symlinked_dirs(dest)
         tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
         try:
-            try:
-                os.symlink(target, tmp)
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EACCES):
-                    raise
-                try:
-                    os.link(blob, tmp)
-                except OSError:
-                    shutil.copyfile(blob, tmp)
+            if try_links(tmp, blob, symlink_target=target) is None:
+                shutil.copyfile(blob, tmp)
             if os.path.isdir(dest) and not os.path.islink(dest):
                 raise UnsafePathError(f"{dest} is a directory; cannot place a file there")
             os.replace(tmp, dest)
@@ -390,7 +327,7 @@ class Store:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise _storage_error(exc, f"cannot link {dest}") from None
+            raise StorageError.from_os_error(exc, f"cannot link {dest}") from None
         return dest
 
     def view_is_current(self, view_dir_name: str, relative_path: str, file_hash: str) -> bool:
@@ -413,11 +350,11 @@ class Store:
         path = self.manifests_dir / name
         if self.read_only:
             return path
-        self._mkdir(self.manifests_dir)
+        self.make_dir(self.manifests_dir)
         try:
             atomic_write(path, data)
         except OSError as exc:
-            raise _storage_error(exc, f"cannot save manifest {name}") from None
+            raise StorageError.from_os_error(exc, f"cannot save manifest {name}") from None
         return path
 
     def read_state(self) -> dict[str, Any]:

@@ -10,190 +10,31 @@ full hash matches.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import errno
+
 import logging
 import mmap
 import os
-import random
-import stat
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable
 
-from .errors import (
-    DownloadError,
-    IntegrityError,
-    RemoteError,
-    StorageError,
-    TransientRemoteError,
-)
-from .manifest import FileEntry
-from .remote.base import RangeNotSatisfiable, RangeResponse, Remote
-from .store import Store, _storage_error, atomic_write
+from ..errors import IntegrityError, RemoteError, StorageError, TransientRemoteError
+from ..manifest import FileEntry
+from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
+from ..store import Store
+from ..store.ingest import discard_download
+from ..utils import new_hasher
+from .config import MiB, TransferConfig
+from .resume import covered as _covered, merge as _merge, read_sidecar, write_sidecar
+from .retry import Cancelled
+from .sink import Sink
 
 log = logging.getLogger("releasecache")
 
-MiB = 1024 * 1024
 READ_SIZE = MiB  # bytes per socket read: small enough for smooth progress and prompt cancels
 Progress = Callable[[int], None]
-SIDECAR_FORMAT = 1
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-@dataclass
-class TransferConfig:
-    """How downloads behave. The defaults suit both 4 KB and 4 GB files.
-
-    Attributes
-    ----------
-    part_size
-        Bytes per ranged GET. The first GET of every file asks for one part,
-        so a small file costs exactly one request.
-    max_parts_in_flight
-        Ranged GETs running at once for one file (also the size of the shared
-        connection pool used by all files).
-    window
-        Parts that may be fetched ahead of the hashing position; bounds memory
-        to about ``window * part_size`` per file.
-    max_attempts
-        Tries per request before giving up on a transient failure.
-    backoff_base, backoff_max
-        Exponential backoff with jitter: ``min(max, base * 2**n)`` seconds,
-        scaled by a random factor in [0.5, 1]; a server's ``Retry-After`` wins.
-    integrity_attempts
-        Whole-file downloads tried when the hash does not match.
-    direct_io
-        Write aligned parts with ``O_DIRECT`` where the filesystem allows it
-        (no page-cache copy, little left for the final fsync).
-    max_buffered_parts
-        Parts in memory at once across all files of one cache (besides each
-        file's first part): with many files at once, memory stays near
-        ``(max_buffered_parts + files) * part_size``.
-    """
-
-    part_size: int = 8 * MiB
-    max_parts_in_flight: int = 8
-    window: int = 10
-    max_attempts: int = 8
-    backoff_base: float = 0.2
-    backoff_max: float = 30.0
-    integrity_attempts: int = 3
-    direct_io: bool = True
-    max_buffered_parts: int = 12
-
-    def __post_init__(self) -> None:
-        if self.part_size < 64 * 1024:
-            raise ValueError("part_size must be at least 64 KiB")
-        if min(self.max_parts_in_flight, self.window, self.max_attempts, self.max_buffered_parts) < 1:
-            raise ValueError("max_parts_in_flight, window, max_attempts and max_buffered_parts must be >= 1")
-
-
-class _Cancelled(Exception):
-    """Internal: the file's download was abandoned (another part failed, or Ctrl-C)."""
-
-
-def _merge(ranges: Iterable[tuple[int, int]]) -> list[list[int]]:
-    """Merge half-open ``[start, end)`` ranges."""
-    out: list[list[int]] = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], end)
-        else:
-            out.append([start, end])
-    return out
-
-
-def _covered(ranges: list[list[int]], start: int, end: int) -> bool:
-    return any(a <= start and end <= b for a, b in ranges)
-
-
-def _writeback_starter() -> Callable[[int, int, int], None]:
-    """Linux's ``sync_file_range(SYNC_FILE_RANGE_WRITE)``: start writing a range to disk now.
-
-    Written parts then reach the disk while later parts download, so the fsync
-    before publishing has little left to do (and the pages stay cached for the
-    reader). Elsewhere this is a no-op and the final fsync does all the work.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        func = libc.sync_file_range
-        func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    except (OSError, AttributeError):
-        return lambda fd, offset, length: None
-
-    def start(fd: int, offset: int, length: int) -> None:
-        func(fd, offset, length, 2)  # SYNC_FILE_RANGE_WRITE; failures only mean a slower fsync
-
-    return start
-
-
-_start_writeback = _writeback_starter()
-
-
-def _pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
-
-
-DIRECT_ALIGN = 4096  # O_DIRECT needs offsets, lengths and buffers aligned to the disk's block size
-
-
-class _Sink:
-    """Where a download's parts are written: the partial file, through the page cache
-    or, for aligned parts, straight to the disk (``O_DIRECT``).
-
-    Direct writes skip the copy into the page cache and the writeback before the
-    final fsync; on this project's machines that halves the time until a large
-    file is durable. Filesystems that refuse ``O_DIRECT`` (tmpfs, some network
-    filesystems) get buffered writes.
-    """
-
-    def __init__(self, path: Path, fd: int, *, direct: bool) -> None:
-        self.path = path
-        self.fd = fd
-        self.direct_fd: int | None = None
-        if direct and hasattr(os, "O_DIRECT"):
-            try:
-                self.direct_fd = os.open(path, os.O_WRONLY | os.O_DIRECT | _NOFOLLOW)
-            except OSError:
-                self.direct_fd = None
-
-    def write(self, data: memoryview, offset: int) -> None:
-        """Write ``data`` at ``offset``; raises :class:`StorageError` on a full disk and such."""
-        try:
-            direct_fd = self.direct_fd
-            if direct_fd is not None and offset % DIRECT_ALIGN == 0 and len(data) % DIRECT_ALIGN == 0:
-                try:
-                    _pwrite_all(direct_fd, data, offset)
-                    return
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL:
-                        raise
-                    self.direct_fd = None  # this filesystem wants other alignment: stay buffered
-                    os.close(direct_fd)
-            _pwrite_all(self.fd, data, offset)
-            _start_writeback(self.fd, offset, len(data))
-        except OSError as exc:
-            raise _storage_error(exc, f"cannot write {self.path}") from None
-
-    def close(self) -> None:
-        for fd in (self.direct_fd, self.fd):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.direct_fd = None
 
 
 class Transfer:
@@ -297,39 +138,14 @@ class Transfer:
     # -- internals --------------------------------------------------------------
 
     def _discard(self, file_hash: str) -> None:
-        for path in (self.store.partial_path(file_hash), self.store.sidecar_path(file_hash)):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("could not remove %s: %s", path, exc)
+        discard_download(self.store, file_hash)
 
     def _retrying(self, what: str, fn: Callable[[], object], cancel: threading.Event | None = None) -> object:
-        cfg = self.config
-        for attempt in range(1, cfg.max_attempts + 1):
-            if cancel is not None and cancel.is_set():
-                raise _Cancelled()
-            try:
-                self.stats["requests"] += 1
-                return fn()
-            except TransientRemoteError as exc:
-                if attempt == cfg.max_attempts:
-                    raise DownloadError(
-                        f"{what}: gave up after {attempt} attempts; last error: {exc}"
-                    ) from exc
-                self.stats["retries"] += 1
-                if exc.retry_after is not None:
-                    delay = exc.retry_after
-                else:
-                    delay = min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                log.info("%s: %s; retry %d of %d in %.2f s", what, exc, attempt, cfg.max_attempts - 1, delay)
-                if cancel is not None:
-                    if cancel.wait(delay):
-                        raise _Cancelled() from None
-                else:
-                    time.sleep(delay)
-        raise AssertionError("unreachable")
+        def count(key: str) -> Callable[[], None]:
+            return lambda: self.stats.__setitem__(key, self.stats[key] + 1)
+
+        return self.config.retry.call(fn, what=what, cancel=cancel, on_attempt=count("requests"),
+                                      on_retry=count("retries"))
 
     @staticmethod
     def _check_version(entry: FileEntry, response: RangeResponse, remote: Remote) -> None:
@@ -344,50 +160,10 @@ class Transfer:
             raise err
 
     def _read_sidecar(self, entry: FileEntry) -> dict | None:
-        h = entry.file_hash
-        try:
-            with open(self.store.sidecar_path(h), "rb") as fh:
-                state = json.loads(fh.read(1 << 20))
-            st = os.lstat(self.store.partial_path(h))
-            if not stat.S_ISREG(st.st_mode):  # a planted link: never write through it
-                log.warning("%s is not a regular file; starting over", self.store.partial_path(h))
-                return None
-            size = st.st_size
-        except (OSError, ValueError):
-            return None
-        if not (
-            isinstance(state, dict)
-            and state.get("format") == SIDECAR_FORMAT
-            and state.get("url") == entry.url
-            and state.get("version_id") == entry.version_id
-            and state.get("file_hash") == h
-            and isinstance(state.get("size"), int)
-            and state["size"] == size
-            and (entry.size is None or entry.size == size)
-            and isinstance(state.get("done"), list)
-        ):
-            log.info("%s: partial download does not match the manifest entry; starting over", entry.relative_path)
-            return None
-        try:
-            state["done"] = _merge((int(a), int(b)) for a, b in state["done"] if 0 <= int(a) < int(b) <= size)
-        except (TypeError, ValueError):
-            return None
-        return state
+        return read_sidecar(self.store, entry)
 
     def _write_sidecar(self, entry: FileEntry, size: int, done: list[list[int]]) -> None:
-        record = {
-            "format": SIDECAR_FORMAT,
-            "url": entry.url,
-            "version_id": entry.version_id,
-            "file_hash": entry.file_hash,
-            "size": size,
-            "done": done,
-        }
-        try:
-            # Advisory: a lost or stale sidecar only costs a restart, since the full hash decides.
-            atomic_write(self.store.sidecar_path(entry.file_hash), json.dumps(record).encode(), durable=False)
-        except OSError as exc:
-            raise _storage_error(exc, f"cannot record progress of {entry.relative_path}") from None
+        write_sidecar(self.store, entry, size, done)
 
     def _first_part(self, remote: Remote, entry: FileEntry,
                     progress: Progress | None) -> tuple[RangeResponse, memoryview | None]:
@@ -424,7 +200,7 @@ class Transfer:
     def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
         """Fetch into ``.partial/<hash>`` and verify; return the partial path."""
         h = entry.file_hash
-        self.store._mkdir(self.store.partial_dir)
+        self.store.make_dir(self.store.partial_dir)
         partial = self.store.partial_path(h)
         state = self._read_sidecar(entry)
         first_data: memoryview | None = None
@@ -447,14 +223,14 @@ class Transfer:
         try:
             fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
         except OSError as exc:
-            raise _storage_error(exc, f"cannot create {partial}") from None
-        sink = _Sink(partial, fd, direct=self.config.direct_io)
+            raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
+        sink = Sink(partial, fd, direct=self.config.direct_io)
         try:
             if state is None:
                 try:
                     os.ftruncate(fd, size)
                 except OSError as exc:
-                    raise _storage_error(exc, f"cannot write {partial}") from None
+                    raise StorageError.from_os_error(exc, f"cannot write {partial}") from None
                 if first_data is not None and len(first_data):
                     sink.write(first_data, 0)
                     done = [[0, len(first_data)]]
@@ -500,7 +276,7 @@ class Transfer:
         try:
             while got < expected:
                 if cancel is not None and cancel.is_set():
-                    raise _Cancelled()
+                    raise Cancelled()
                 n = response.readinto(view[got:min(expected, got + READ_SIZE)])
                 if not n:
                     break
@@ -528,7 +304,7 @@ class Transfer:
         """Write a full (non-ranged) answer to the partial file, hashing as it streams."""
         h = entry.file_hash
         partial = self.store.partial_path(h)
-        hasher = hashlib.blake2b()
+        hasher = new_hasher()
         got = 0
         try:
             with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644), "wb") as fh:
@@ -539,7 +315,7 @@ class Transfer:
                     if progress:
                         progress(len(chunk))
         except OSError as exc:
-            raise _storage_error(exc, f"cannot write {partial}") from None
+            raise StorageError.from_os_error(exc, f"cannot write {partial}") from None
         except TransientRemoteError:
             if progress and got:
                 progress(-got)
@@ -554,7 +330,7 @@ class Transfer:
             raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes does not match the manifest")
         return partial
 
-    def _fetch_part(self, remote: Remote, entry: FileEntry, sink: _Sink, start: int, end: int, size: int,
+    def _fetch_part(self, remote: Remote, entry: FileEntry, sink: Sink, start: int, end: int, size: int,
                     progress: Progress | None, cancel: threading.Event) -> memoryview:
         """One ranged GET ``[start, end)`` with retries; written at its offset; returned for hashing."""
         expected = end - start
@@ -578,12 +354,12 @@ class Transfer:
         sink.write(data, start)
         return data
 
-    def _fetch_parts(self, remote: Remote, entry: FileEntry, sink: _Sink, size: int, done: list[list[int]],
+    def _fetch_parts(self, remote: Remote, entry: FileEntry, sink: Sink, size: int, done: list[list[int]],
                      first: memoryview | None, progress: Progress | None) -> str:
         """Fetch every missing part and return the blake2b of the whole file, hashed in order."""
         cfg = self.config
         parts = [(s, min(s + cfg.part_size, size)) for s in range(0, size, cfg.part_size)] or [(0, 0)]
-        hasher = hashlib.blake2b()
+        hasher = new_hasher()
         buffered: dict[int, memoryview] = {}
         if first is not None and len(first):
             buffered[0] = first
@@ -659,7 +435,7 @@ class Transfer:
         return hasher.hexdigest()
 
     @staticmethod
-    def _hash_from_disk(fd: int, start: int, end: int, hasher: "hashlib._Hash") -> None:
+    def _hash_from_disk(fd: int, start: int, end: int, hasher: Any) -> None:
         """Hash bytes a previous (interrupted) run already wrote: the resume case."""
         offset = start
         while offset < end:

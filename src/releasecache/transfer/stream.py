@@ -13,11 +13,11 @@ file read" numbers are measured.
 Streamed bytes are **not hash-verified**: only a full download can be checked
 against the manifest's blake2b. Every :class:`RemoteFile` says so
 (``verified = False``), and a streamed file is listed with ``"streamed": true``
-in the reproducibility record (:mod:`releasecache.record`).
+in the reproducibility record (:mod:`releasecache.cache.record`).
 
 Example
 -------
->>> from releasecache.stream import open_data, open_nwb      # doctest: +SKIP
+>>> from releasecache.vbn.streaming import open_data, open_nwb      # doctest: +SKIP
 >>> with open_data(cache, 870) as fobj:                      # doctest: +SKIP
 ...     nwbfile = open_nwb(fobj)
 ...     units = nwbfile.units.to_dataframe()
@@ -28,19 +28,14 @@ from __future__ import annotations
 
 import io
 import logging
-import random
 import threading
-import time
 from collections import OrderedDict
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any
 
-from .errors import DownloadError, IntegrityError, TransientRemoteError
-from .manifest import FileEntry, S3Location
-from .remote.base import RangeNotSatisfiable, Remote
-
-if TYPE_CHECKING:
-    from .cache import CloudCache
+from ..errors import DownloadError, IntegrityError, TransientRemoteError
+from ..manifest import S3Location
+from ..remote.base import RangeNotSatisfiable, Remote
+from .retry import RetryPolicy
 
 log = logging.getLogger("releasecache")
 
@@ -275,110 +270,15 @@ class RemoteFile(io.RawIOBase):
         return self._retry(attempt, f"GET bytes {start}-{end}")
 
     def _retry(self, fn: Any, what: str) -> Any:
-        for n in range(1, self.max_attempts + 1):
-            try:
-                return fn()
-            except (TransientRemoteError, RangeNotSatisfiable) as exc:
-                if isinstance(exc, RangeNotSatisfiable) or n == self.max_attempts:
-                    raise DownloadError(
-                        f"streaming {self.name} (version {self.location.version_id}): {what} failed after "
-                        f"{n} attempts: {exc}"
-                    ) from exc
-                wait = getattr(exc, "retry_after", None)
-                if wait is None:
-                    wait = min(5.0, 0.1 * 2 ** (n - 1)) * random.uniform(0.5, 1.0)
-                log.info("streaming %s: %s: %s; retrying in %.2f s", self.name, what, exc, wait)
-                time.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+        def give_up(n: int, exc: BaseException) -> str:
+            return (f"streaming {self.name} (version {self.location.version_id}): {what} failed after "
+                    f"{n} attempts: {exc}")
 
-
-def open_entry(cache: "CloudCache", entry: FileEntry, *, prefer_local: bool = False, **options: Any) -> Any:
-    """Open one file of the cache's loaded manifest for reading without downloading it.
-
-    Parameters
-    ----------
-    cache
-        A :class:`~releasecache.cache.CloudCache` with a manifest loaded.
-    entry
-        The manifest entry (``cache.data_entry(file_id)``).
-    prefer_local
-        If the verified file is already in the cache, open that instead of
-        streaming (a regular local file object, ``verified`` in the record).
-    options
-        Passed to :class:`RemoteFile` (``block_size``, ``max_readahead``, ...).
-
-    Returns
-    -------
-    RemoteFile or a local binary file
-        Use it as a context manager; close it when done.
-    """
-    from .record import note_used
-
-    if prefer_local and cache.is_cached(entry):
-        path = cache.ensure(entry)
-        return open(path, "rb")
-    if cache.remote is None:
-        from .errors import OfflineError
-
-        raise OfflineError(f"cannot stream {entry.relative_path}: this cache is offline and the file is not cached")
-    fobj = RemoteFile(cache.remote, entry.location, size=entry.size, name=entry.relative_path, **options)
-    note_used(cache, entry, streamed=True)
-    return fobj
-
-
-def open_data(cache: "CloudCache", file_id: int | str, **options: Any) -> Any:
-    """:func:`open_entry` for a data file id of the loaded manifest."""
-    return open_entry(cache, cache.data_entry(file_id), **options)
-
-
-def open_nwb(file_obj: Any, *, load_namespaces: bool = True) -> Any:
-    """Open an NWB (HDF5) file object read-only with h5py and pynwb; return the ``NWBFile``.
-
-    ``file_obj`` is any seekable binary file (a :class:`RemoteFile`, or a local
-    file). Keep it open while using the result; close with
-    :func:`close_nwb` (or ``nwbfile.read_io.close()`` and then ``file_obj.close()``).
-    """
-    import h5py
-    import pynwb
-
-    h5 = h5py.File(file_obj, "r")
-    try:
-        nwb_io = pynwb.NWBHDF5IO(file=h5, mode="r", load_namespaces=load_namespaces)
-        return nwb_io.read()
-    except Exception:
-        h5.close()
-        raise
-
-
-def close_nwb(nwbfile: Any) -> None:
-    """Close what :func:`open_nwb` opened (the NWB reader and its HDF5 file)."""
-    io_ = getattr(nwbfile, "read_io", None)
-    if io_ is None:
-        return
-    h5 = getattr(io_, "_file", None)
-    io_.close()
-    if h5 is not None:
+        policy = RetryPolicy(self.max_attempts, backoff_base=0.1, backoff_max=5.0)  # a reader waits less
         try:
-            h5.close()
-        except Exception:  # already closed
-            pass
+            return policy.call(fn, what=f"streaming {self.name}: {what}", give_up=give_up)
+        except RangeNotSatisfiable as exc:
+            raise DownloadError(give_up(1, exc)) from exc
 
 
-@contextmanager
-def stream_nwb(cache: "CloudCache", file_id: int | str, **options: Any) -> Iterator[tuple[Any, RemoteFile]]:
-    """Stream a data file of the loaded manifest as NWB: ``with stream_nwb(cache, 870) as (nwbfile, fobj):``.
-
-    Everything is closed on exit. ``fobj.bytes_read`` tells how much was fetched.
-    """
-    fobj = open_data(cache, file_id, **options)
-    try:
-        nwbfile = open_nwb(fobj)
-        try:
-            yield nwbfile, fobj
-        finally:
-            close_nwb(nwbfile)
-    finally:
-        fobj.close()
-
-
-__all__ = ["RemoteFile", "open_entry", "open_data", "open_nwb", "close_nwb", "stream_nwb"]
+__all__ = ["RemoteFile"]

@@ -32,3 +32,18 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: b
         except OSError:
             pass
         raise
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort: not every FS supports it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+

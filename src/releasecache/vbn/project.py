@@ -15,20 +15,22 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
-from .cache import CloudCache
-from .diff import ManifestDiff
-from .errors import ManifestVersionError, UnknownSessionError
-from .manifest import Manifest, parse_semver
-from .transfer import TransferConfig
+from ..cache import CloudCache
+from ..config import DEFAULT_BUCKET, DEFAULT_PROJECT
+from ..errors import ManifestVersionError, UnknownSessionError
+from ..manifest import Manifest, ManifestDiff, parse_semver
+from ..transfer import TransferConfig
+from .nwb import BehaviorSession, EcephysSession, ProbeMeta
+from .streaming import open_data
+from .tables import filter_abnormal_sessions, load_table
 
 if TYPE_CHECKING:
-    from .bulk import PrefetchReport
-    from .nwb import BehaviorSession, EcephysSession
+    from ..cache.prefetch import PrefetchReport
 
 log = logging.getLogger("releasecache")
 
-BUCKET_NAME = "visual-behavior-neuropixels-data"
-PROJECT_NAME = "visual-behavior-neuropixels"
+BUCKET_NAME = DEFAULT_BUCKET
+PROJECT_NAME = DEFAULT_PROJECT
 #: Manifest versions this reader understands, [min, max), as the real reader states them.
 MANIFEST_COMPATIBILITY = ("0.1.0", "10.0.0")
 NO_FILE = -999
@@ -61,7 +63,7 @@ class ProjectCache:
         self.cache = cache
         self.skip_version_check = skip_version_check
         self._tables: dict[tuple[str, str], pd.DataFrame] = {}
-        if cache._manifest is None:
+        if cache.current_manifest() is None:
             self._check_version(cache.load_last_manifest())
 
     # -- constructors ------------------------------------------------------------
@@ -184,8 +186,6 @@ class ProjectCache:
 
     def _table(self, name: str) -> pd.DataFrame:
         """A metadata table of the current version (cached in memory; callers get a copy)."""
-        from .tables import load_table
-
         entry = self.cache.metadata_entry(_TABLE_FILES[name])
         key = (name, entry.file_hash)
         frame = self._tables.get(key)
@@ -203,8 +203,6 @@ class ProjectCache:
         With ``filter_abnormalities`` (the default), sessions with abnormal
         histology or activity are dropped.
         """
-        from .tables import filter_abnormal_sessions
-
         frame = self._table("ecephys_sessions")
         return filter_abnormal_sessions(frame) if filter_abnormalities else frame.copy()
 
@@ -285,8 +283,6 @@ class ProjectCache:
             session = factory(self.cache.download_data(file_id), **kwargs)
             session.streamed, session.verified = False, True
             return session
-        from .stream import open_data
-
         remote_file = open_data(self.cache, file_id, prefer_local=True)
         session = factory(remote_file, **kwargs)
         close_session = session.close
@@ -305,7 +301,7 @@ class ProjectCache:
         return session
 
     def get_ecephys_session(self, ecephys_session_id: int, *, stream: bool = False) -> "EcephysSession":
-        """The session's NWB as an :class:`~releasecache.nwb.EcephysSession`.
+        """The session's NWB as an :class:`~releasecache.vbn.nwb.EcephysSession`.
 
         Parameters
         ----------
@@ -319,8 +315,6 @@ class ProjectCache:
         Probe LFP files are downloaded only when ``get_lfp`` or
         ``get_current_source_density`` is called for that probe.
         """
-        from .nwb import EcephysSession, ProbeMeta
-
         file_id = self._ecephys_file_id(ecephys_session_id)
         probe_meta = {
             name: ProbeMeta(lfp_csd_filepath=(lambda fid=fid: self.cache.download_data(fid)),
@@ -330,14 +324,12 @@ class ProjectCache:
         return self._open_session(EcephysSession, file_id, stream, probe_meta=probe_meta)
 
     def get_behavior_session(self, behavior_session_id: int, *, stream: bool = False) -> "BehaviorSession":
-        """A behavior session as a :class:`~releasecache.nwb.BehaviorSession`.
+        """A behavior session as a :class:`~releasecache.vbn.nwb.BehaviorSession`.
 
         A behavior session recorded with an ecephys session reads the ecephys
         NWB, as the released files are organised. ``stream`` as in
         :meth:`get_ecephys_session`.
         """
-        from .nwb import BehaviorSession
-
         return self._open_session(BehaviorSession, self._behavior_file_id(behavior_session_id), stream)
 
     def used_files(self) -> list[dict[str, Any]]:

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import MetadataTableError
-from .store import hash_file
+from ..errors import MetadataTableError
+from ..utils import hash_file
 
 logger = logging.getLogger("releasecache")
 

@@ -1,6 +1,6 @@
 """Session objects over local VBN NWB files, with the reference API's names.
 
->>> from releasecache.nwb import EcephysSession, BehaviorSession, ProbeMeta
+>>> from releasecache.vbn.nwb import EcephysSession, BehaviorSession, ProbeMeta
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import NwbLayoutError
+from ...errors import NwbLayoutError
 from . import layout
 from ._file import (
     get_child,

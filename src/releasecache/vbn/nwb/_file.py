@@ -10,7 +10,7 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 import pandas as pd
 
-from ..errors import NwbLayoutError, SessionClosedError
+from ...errors import NwbLayoutError, SessionClosedError
 
 logger = logging.getLogger("releasecache")
 

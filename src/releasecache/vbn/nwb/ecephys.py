@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import UnknownProbeError
+from ...errors import UnknownProbeError
 from . import _ecephys_data as ed
 from ._file import NwbHandle, Source
 from .behavior import BehaviorSession
