@@ -414,7 +414,7 @@ def streaming_release(work: Path, *, units_per_probe: int, spike_factor: int) ->
 
     from tests.support.fixtures import vbn
 
-    from releasecache.publish import build_manifest
+    from releasecache.cache.publish import build_manifest
 
     bucket = Bucket(work, "bench-stream")
     p = VBN_PROJECT

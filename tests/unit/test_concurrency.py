@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from releasecache.concurrency import AdaptiveConcurrency
+from releasecache.transfer.concurrency import AdaptiveConcurrency
 
 
 class Clock:
