@@ -1,0 +1,11 @@
+"""Audits of a release: what changed inside its files between two versions.
+
+* :mod:`~releasecache.audit.rows`: row-level diffs of the metadata tables;
+* :mod:`~releasecache.audit.nwb`: structural diffs of NWB (HDF5) data files.
+"""
+
+from __future__ import annotations
+
+from .rows import ColumnChange, TableDiff, diff_tables
+
+__all__ = ["ColumnChange", "TableDiff", "diff_tables"]
