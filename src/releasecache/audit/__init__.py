@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from .nwb import NwbDiff, ObjectChange, ValueChange, diff_nwb
 from .rows import ColumnChange, TableDiff, diff_tables
 
-__all__ = ["ColumnChange", "TableDiff", "diff_tables"]
+__all__ = ["ColumnChange", "NwbDiff", "ObjectChange", "TableDiff", "ValueChange", "diff_nwb", "diff_tables"]

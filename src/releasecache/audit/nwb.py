@@ -482,7 +482,7 @@ class _ValueTally:
             self.scalable = False
 
     def scale(self) -> float | None:
-        if not self.scalable or not self.differing or not math.isfinite(self.ratio_lo):
+        if not self.scalable or self.differing < 2 or not math.isfinite(self.ratio_lo):  # one change is no pattern
             return None
         mid = (self.ratio_lo + self.ratio_hi) / 2
         # Values stored as float32 or rounded carry relative errors of ~1e-7; anything wider is not a scale.
