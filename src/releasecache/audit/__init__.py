@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
+from .compare import AuditDiff, FetchPlan, audit_manifests
 from .nwb import NwbDiff, ObjectChange, ValueChange, diff_nwb
 from .rows import ColumnChange, TableDiff, diff_tables
 
-__all__ = ["ColumnChange", "NwbDiff", "ObjectChange", "TableDiff", "ValueChange", "diff_nwb", "diff_tables"]
+__all__ = ["AuditDiff", "ColumnChange", "FetchPlan", "audit_manifests", "NwbDiff", "ObjectChange", "TableDiff", "ValueChange", "diff_nwb", "diff_tables"]
