@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from releasecache.budget import evict, parse_size, pin, pinned, read_lease, read_usage, touch_usage, unpin
+from releasecache.cache.budget import evict, parse_size, pin, pinned, read_lease, read_usage, touch_usage, unpin
 from releasecache.errors import OutdatedManifestWarning
 
 

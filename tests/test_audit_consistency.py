@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from releasecache.consistency import duplicate_versions, republished, version_id_conflicts, warn
+from releasecache.manifest.consistency import duplicate_versions, republished, version_id_conflicts, warn
 from releasecache.errors import PublisherWarning
 from releasecache.manifest import Manifest
 

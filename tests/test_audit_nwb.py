@@ -101,7 +101,7 @@ def test_not_hdf5(tmp_path):
 def test_streamed_from_s3_at_both_pinned_versions(vbn_bucket):
     """The same diff from two RemoteFile streams of the same key at two version ids; less than both files read."""
     from releasecache.remote.s3 import S3Remote
-    from releasecache.stream import RemoteFile
+    from releasecache.transfer.stream import RemoteFile
 
     remote = S3Remote(vbn_bucket.bucket, endpoint_url=vbn_bucket.endpoint_url, anonymous=True)
     v1, v2, _ = vbn_bucket.manifests

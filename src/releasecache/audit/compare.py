@@ -25,14 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from ..diff import Change, ManifestDiff, compare_manifests
 from ..errors import OfflineError, UnknownFileError
+from ..manifest import Manifest, match_manifest_name
+from ..manifest.diff import Change, ManifestDiff, compare_manifests
+from ..transfer.stream import RemoteFile
+from ..utils import human_bytes
 from .nwb import NwbDiff, diff_nwb
 from .rows import TableDiff, diff_tables
 
 if TYPE_CHECKING:
     from ..cache import CloudCache
-    from ..manifest import FileEntry, Manifest
+    from ..manifest import FileEntry
 
 log = logging.getLogger("releasecache")
 
@@ -47,8 +50,6 @@ class PlannedFetch:
     entry: "FileEntry"
 
     def __str__(self) -> str:
-        from ..units import human_bytes
-
         return f"{self.path} ({self.version}, {'size unknown' if self.size is None else human_bytes(self.size)})"
 
 
@@ -68,8 +69,6 @@ class FetchPlan:
 
     def summary(self) -> str:
         """``fetching 2 files (1.2 MB): units.csv (0.1.0, 600 kB), ...``."""
-        from ..units import human_bytes
-
         if not self.fetches:
             return "nothing to fetch: both versions of every file are in the cache"
         return (f"fetching {len(self.fetches)} files ({human_bytes(self.total)}) for the content diff: "
@@ -126,7 +125,7 @@ class AuditDiff(ManifestDiff):
         on first access (from the cache, fetching what is missing).
     """
 
-    def __init__(self, base: ManifestDiff, cache: "CloudCache", old: "Manifest", new: "Manifest") -> None:
+    def __init__(self, base: ManifestDiff, cache: "CloudCache", old: Manifest, new: Manifest) -> None:
         super().__init__(base.old_version, base.new_version, list(base.changes), dict(base.details))
         self.cache = cache
         self.old_manifest = old
@@ -237,8 +236,6 @@ class AuditDiff(ManifestDiff):
         if stream:
             if self.cache.remote is None:
                 raise OfflineError(f"cannot stream {change.path}: this cache is offline")
-            from ..stream import RemoteFile
-
             with RemoteFile(self.cache.remote, old_entry.location, size=old_entry.size, name=change.path) as a, \
                     RemoteFile(self.cache.remote, new_entry.location, size=new_entry.size, name=change.path) as b:
                 result = diff_nwb(a, b, **options)
@@ -272,6 +269,12 @@ class AuditDiff(ManifestDiff):
         return self
 
 
+def _name(cache: "CloudCache", spec: str) -> str:
+    if spec.endswith(".json"):
+        return spec
+    return match_manifest_name(spec, cache.known_manifest_names()) or spec
+
+
 def audit_manifests(cache: "CloudCache", old: "str | Manifest", new: "str | Manifest") -> AuditDiff:
     """Compare two manifests of ``cache``'s release; content diffs available lazily (see :class:`AuditDiff`).
 
@@ -280,12 +283,10 @@ def audit_manifests(cache: "CloudCache", old: "str | Manifest", new: "str | Mani
     cache
         Where the two versions' files are (or will be fetched to).
     old, new
-        Manifests, or manifest names known to ``cache``.
+        Manifests, manifest names, or versions (``0.4.0``) known to ``cache``.
     """
-    from ..manifest import Manifest
-
-    a = old if isinstance(old, Manifest) else cache.get_manifest(old)
-    b = new if isinstance(new, Manifest) else cache.get_manifest(new)
+    a = old if isinstance(old, Manifest) else cache.get_manifest(_name(cache, old))
+    b = new if isinstance(new, Manifest) else cache.get_manifest(_name(cache, new))
     return AuditDiff(compare_manifests(a, b), cache, a, b)
 
 

@@ -45,12 +45,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..config import ENV_USAGE_LOG, __version__
-from ..errors import ManifestParseError, StorageError
-from ..manifest import sort_manifest_names
-from ..utils import atomic_write, hash_bytes
+from ..errors import (
+    IntegrityError,
+    ManifestParseError,
+    OfflineError,
+    ReleaseCacheError,
+    RemoteNotFoundError,
+    StorageError,
+)
+from ..manifest import FileEntry, parse_s3_url, sort_manifest_names
+from ..utils import atomic_write, hash_bytes, hash_file
 
 if TYPE_CHECKING:
-    from ..manifest import FileEntry, Manifest
+    from ..manifest import Manifest
     from .cloud import CloudCache
 
 log = logging.getLogger("releasecache")
@@ -361,10 +368,8 @@ class RecordCheck:
         return "\n".join(lines)
 
 
-def _lock_entry(record: dict[str, Any]) -> "FileEntry":
+def _lock_entry(record: dict[str, Any]) -> FileEntry:
     """A manifest entry rebuilt from a lock's file record (for checks that need its S3 location)."""
-    from .manifest import FileEntry, parse_s3_url
-
     bucket, key = parse_s3_url(record["url"])
     return FileEntry(record.get("name") or record["path"], record["url"], record.get("version_id") or "",
                      record["file_hash"], bucket, key, record["path"])
@@ -386,9 +391,6 @@ def check_lock(cache: "CloudCache", lock: dict[str, Any], *, server: bool = True
         Re-hash every cached file instead of trusting the store (where a blob's
         name is its verified hash).
     """
-    from .errors import ReleaseCacheError
-    from .store import hash_file
-
     ask = server and cache.remote is not None
     files: list[dict[str, Any]] = []
     for record in lock["files"]:
@@ -406,8 +408,6 @@ def check_lock(cache: "CloudCache", lock: dict[str, Any], *, server: bool = True
                 cache.remote.stat(_lock_entry(record).location)
                 row["server"] = "ok"
             except ReleaseCacheError as exc:
-                from .errors import RemoteNotFoundError
-
                 row["server"] = "gone" if isinstance(exc, RemoteNotFoundError) else f"error: {exc}"
         files.append(row)
     manifests: list[dict[str, Any]] = []
@@ -421,17 +421,17 @@ def check_lock(cache: "CloudCache", lock: dict[str, Any], *, server: bool = True
 def _stored_manifest_hash(cache: "CloudCache", name: str, *, fetch: bool) -> str | None:
     path = cache.store.manifests_dir / name
     try:
-        return hashlib.blake2b(path.read_bytes()).hexdigest()
+        return hash_bytes(path.read_bytes())
     except OSError:
         pass
     for layer in cache.store.layers:
         try:
-            return hashlib.blake2b((layer / "manifests" / name).read_bytes()).hexdigest()
+            return hash_bytes((layer / "manifests" / name).read_bytes())
         except OSError:
             continue
     if fetch and cache.remote is not None:
         try:
-            return hashlib.blake2b(cache.remote.get_manifest(cache.project, name)).hexdigest()
+            return hash_bytes(cache.remote.get_manifest(cache.project, name))
         except Exception as exc:  # reported as "not found"
             log.info("cannot fetch manifest %s: %s", name, exc)
     return None
@@ -455,8 +455,6 @@ def fill_from_lock(cache: "CloudCache", lock: dict[str, Any], *, progress: bool 
     IntegrityError
         A manifest's bytes or a file's hash / version id differ from the record.
     """
-    from .errors import IntegrityError
-
     manifests: dict[str, "Manifest"] = {}
     for m in lock.get("manifests") or []:
         manifest = cache.get_manifest(m["name"])
@@ -485,8 +483,6 @@ def fill_from_lock(cache: "CloudCache", lock: dict[str, Any], *, progress: bool 
         if cache.remote is not None:
             cache.transfer.fetch(cache.remote, entry)
         elif not cache.store.has_blob(entry.file_hash):
-            from .errors import OfflineError
-
             raise OfflineError(f"{entry.relative_path} is not in the cache {cache.store.root} and it is offline")
         paths.append(cache.store.link_view(manifest.view_dir_name, entry.relative_path, entry.file_hash))
     return paths

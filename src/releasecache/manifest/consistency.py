@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
-from .errors import PublisherWarning
-
-if TYPE_CHECKING:
-    from .manifest import Manifest
+from ..errors import PublisherWarning
+from .model import Manifest
 
 
-def version_id_conflicts(manifests: Iterable["Manifest"]) -> list[str]:
+def version_id_conflicts(manifests: Iterable[Manifest]) -> list[str]:
     """Messages for every ``(bucket, key, version_id)`` listed with more than one hash."""
     seen: dict[tuple[str, str, str], tuple[str, str, str]] = {}
     reported: set[tuple[str, str, str]] = set()
@@ -51,8 +49,6 @@ def duplicate_versions(manifests: Mapping[str, bytes]) -> list[str]:
 
     ``manifests`` maps manifest file names to their bytes.
     """
-    from .manifest import Manifest
-
     by_version: dict[str, list[tuple[str, str]]] = {}
     for name, data in manifests.items():
         try:

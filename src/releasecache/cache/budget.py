@@ -39,11 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from .errors import StorageError
+from ..errors import StorageError
+from ..store.views import downloaded_manifests
+from ..utils import human_bytes
 
 if TYPE_CHECKING:
-    from .manifest import Manifest
-    from .store import Store
+    from ..store import Store
 
 log = logging.getLogger("releasecache")
 
@@ -250,8 +251,7 @@ class EvictionReport:
 
     def summary(self) -> str:
         """A report for people."""
-        from .units import human_bytes as human
-
+        human = human_bytes
         verb = "would evict" if self.dry_run else "evicted"
         lines = [f"budget {human(self.max_size)}: blobs {human(self.total_before)}"
                  + (f" + {human(self.incoming)} incoming" if self.incoming else "")
@@ -304,8 +304,6 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
     dry_run
         Only report what would go.
     """
-    from .maintenance import downloaded_manifests
-
     blobs: dict[str, tuple[Path, os.stat_result]] = {}
     for file_hash, path in store.iter_blobs():
         try:
