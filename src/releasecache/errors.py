@@ -196,6 +196,17 @@ class MissingLocalManifestWarning(UserWarning):
     """A file expected in the cache was not found where the manifest says."""
 
 
+class PublisherWarning(UserWarning):
+    """The release contradicts itself: something only a publisher's mistake can cause.
+
+    Raised as a warning (never an error) when loading manifests or fetching
+    files shows that the same S3 ``version_id`` is listed with two different
+    hashes, that the server's object (size or content) contradicts the
+    manifest, or that a manifest version was published again with different
+    content. The message names the manifests, paths and version ids involved.
+    """
+
+
 # --- tables and sessions ---------------------------------------------------
 
 
