@@ -29,6 +29,13 @@ DEFAULT_LOCK_TIMEOUT = 3600.0
 DEFAULT_LOCK_LEASE = 120.0
 #: Lock kind when neither the argument nor ``RELEASECACHE_LOCK_KIND`` says.
 DEFAULT_LOCK_KIND = "posix"
+#: Seconds to open a connection to the remote.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds a connection may send nothing (no answer yet, or a stalled body) before it is abandoned.
+DEFAULT_READ_TIMEOUT = 10.0
+#: Seconds without any answer from the remote (refused, DNS failure, timeouts) after which a
+#: download run stops with one error instead of retrying every file.
+DEFAULT_UNREACHABLE_AFTER = 10.0
 
 # -- environment variables ------------------------------------------------------------------
 

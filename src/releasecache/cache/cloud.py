@@ -369,7 +369,7 @@ class CloudCache:
     # -- bulk ------------------------------------------------------------------
 
     def plan_prefetch(self, file_ids: Iterable[int | str] | None = None, *, metadata: bool = True,
-                      stat_remote: bool = False) -> "PrefetchPlan":
+                      stat_remote: bool | None = None) -> "PrefetchPlan":
         """What :meth:`prefetch` would do: bytes to fetch, present, reusable from other versions."""
         return prefetch.plan(self, self._bulk_entries(file_ids, metadata), stat_remote=stat_remote)
 
@@ -390,7 +390,7 @@ class CloudCache:
         executor: Any = None,
         max_files: int = 4,
         progress: bool | None = None,
-        stat_remote: bool = False,
+        stat_remote: bool | None = None,
         shard: tuple[int, int] | None = None,
     ) -> "PrefetchReport":
         """Download many files of the current manifest at once.
@@ -410,7 +410,10 @@ class CloudCache:
         progress
             One aggregated progress bar (defaults to the cache's setting).
         stat_remote
-            Ask the remote for sizes first, so the plan and the bar show bytes.
+            Ask the remote (HEAD) for sizes that neither the manifest nor the cache
+            knows, so the plan and the bar show bytes, a percentage and an ETA.
+            None (the default) or True: ask; False: do not (the bar's total then
+            grows as files start). Sizes learned are remembered in the cache.
         shard
             ``(k, n)``: fetch only the k-th of n deterministic shards (job arrays).
 

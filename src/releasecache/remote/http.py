@@ -11,7 +11,15 @@ import xml.etree.ElementTree as ET
 from typing import Any, Iterator
 from urllib.parse import quote
 
-from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
+from ..config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from ..errors import (
+    OFFLINE_HINT,
+    EndpointUnreachableError,
+    RemoteAccessError,
+    RemoteError,
+    RemoteNotFoundError,
+    TransientRemoteError,
+)
 from .. import manifest as _manifest
 from ..manifest import S3Location
 from ._retry_codes import RETRY_STATUSES, parse_content_range, parse_retry_after
@@ -49,8 +57,8 @@ class HttpRemote(Remote):
         send_version_id: bool = True,
         manifest_names: list[str] | None = None,
         pool_size: int = 32,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -98,6 +106,10 @@ class HttpRemote(Remote):
 
         try:
             response = self.session.get(url, timeout=self.timeout, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            # refused, DNS failure, connect timeout, or no answer before the read timeout
+            raise EndpointUnreachableError(f"{what}: no answer from the server ({type(exc).__name__}: {exc}); "
+                                           f"{OFFLINE_HINT}") from None
         except requests.RequestException as exc:
             raise TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}") from None
         status = response.status_code

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Iterator
 
-from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
+from ..config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from ..errors import (
+    OFFLINE_HINT,
+    EndpointUnreachableError,
+    RemoteAccessError,
+    RemoteError,
+    RemoteNotFoundError,
+    TransientRemoteError,
+)
 from .. import manifest as _manifest
 from ..manifest import S3Location
 from ._retry_codes import (
@@ -42,9 +51,27 @@ def _translate(exc: BaseException, what: str) -> RemoteError:
         if code == "InvalidRange" or status == 416:
             return RangeNotSatisfiable(msg)
         return RemoteError(msg)
-    # Everything else from the transport (connection refused/reset, timeouts,
-    # truncated bodies) is worth another try.
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):  # refused, DNS failure, connect timeout
+        return _unreachable(exc, what)
+    # Everything else from the transport (connection reset, timeouts, truncated
+    # bodies) is worth another try.
     return TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _unreachable(exc: BaseException, what: str) -> EndpointUnreachableError:
+    return EndpointUnreachableError(f"{what}: no answer from the server ({type(exc).__name__}: {exc}); {OFFLINE_HINT}")
+
+
+def _translate_request(exc: BaseException, what: str) -> RemoteError:
+    """Like :func:`_translate`, for a request still waiting for its answer: a read
+    timeout there means the server accepted the connection and never answered."""
+    from botocore.exceptions import ReadTimeoutError
+
+    if isinstance(exc, ReadTimeoutError):
+        return _unreachable(exc, what)
+    return _translate(exc, what)
 
 
 class S3Remote(Remote):
@@ -83,8 +110,8 @@ class S3Remote(Remote):
         aws_session_token: str | None = None,
         profile_name: str | None = None,
         max_pool_connections: int = 32,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
@@ -169,7 +196,7 @@ class S3Remote(Remote):
                     if name and "/" not in name and name.endswith(".json"):
                         names.append(name)
         except Exception as exc:
-            raise _translate(exc, f"listing s3://{bucket}/{prefix}") from None
+            raise _translate_request(exc, f"listing s3://{bucket}/{prefix}") from None
         return names
 
     def get_manifest(self, project: str, name: str) -> bytes:
@@ -183,7 +210,7 @@ class S3Remote(Remote):
             finally:
                 response["Body"].close()
         except Exception as exc:
-            raise _translate(exc, f"fetching manifest s3://{self.bucket}/{key}") from None
+            raise _translate_request(exc, f"fetching manifest s3://{self.bucket}/{key}") from None
 
     # -- data -----------------------------------------------------------------
 
@@ -199,7 +226,7 @@ class S3Remote(Remote):
         try:
             response = self.client.get_object(**kwargs)
         except Exception as exc:
-            raise _translate(exc, f"GET {what}") from None
+            raise _translate_request(exc, f"GET {what}") from None
         body = response["Body"]
         content_range = parse_content_range(response.get("ContentRange"))
         length = response.get("ContentLength")
@@ -220,6 +247,33 @@ class S3Remote(Remote):
             _readinto=direct.readinto if direct.direct else None,
         )
 
+    def list_sizes(self, locations: list[S3Location]) -> dict[S3Location, int]:
+        """Sizes from ListObjectVersions: one request per 1,000 versions instead of one HEAD per file.
+
+        A few keys are listed each by its own prefix; many, once by their common prefix.
+        """
+        wanted: dict[str, dict[str, list[S3Location]]] = {}
+        for loc in locations:
+            wanted.setdefault(self._bucket_for(loc), {}).setdefault(loc.key, []).append(loc)
+        out: dict[S3Location, int] = {}
+        for bucket, by_key in wanted.items():
+            keys = sorted(by_key)
+            prefixes = keys if len(keys) <= 16 else [os.path.commonprefix(keys)]
+            for prefix in prefixes:
+                try:
+                    pages = self.client.get_paginator("list_object_versions").paginate(
+                        Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": 1_000_000})
+                    for page in pages:
+                        for version in page.get("Versions", []) or []:
+                            for loc in by_key.get(version.get("Key"), ()):
+                                pinned = loc.version_id is not None
+                                if (version.get("VersionId") == loc.version_id if pinned
+                                        else version.get("IsLatest")):
+                                    out[loc] = int(version["Size"])
+                except Exception as exc:
+                    raise _translate_request(exc, f"listing versions of s3://{bucket}/{prefix}") from None
+        return out
+
     def stat(self, location: S3Location) -> int:
         bucket = self._bucket_for(location)
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": location.key}
@@ -228,7 +282,7 @@ class S3Remote(Remote):
         try:
             return int(self.client.head_object(**kwargs)["ContentLength"])
         except Exception as exc:
-            error = _translate(exc, f"HEAD s3://{bucket}/{location.key}")
+            error = _translate_request(exc, f"HEAD s3://{bucket}/{location.key}")
         if isinstance(error, RemoteAccessError):
             # Some S3-compatible servers refuse anonymous HEAD but allow GET: ask for one byte.
             return super().stat(location)

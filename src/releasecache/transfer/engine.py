@@ -15,19 +15,29 @@ import logging
 import mmap
 import os
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import IntegrityError, RemoteError, StorageError, TransientRemoteError
+from ..errors import (
+    DownloadError,
+    EndpointUnreachableError,
+    IntegrityError,
+    RemoteError,
+    StorageError,
+    TransientRemoteError,
+    interrupted,
+)
 from ..manifest import FileEntry
 from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
 from ..store import Store
 from ..store.ingest import discard_download
 from ..utils import new_hasher
 from .config import MiB, TransferConfig
+from .cancel import CancelToken
 from .resume import covered as _covered, merge as _merge, read_sidecar, write_sidecar
-from .retry import Cancelled
 from .sink import Sink
 
 log = logging.getLogger("releasecache")
@@ -35,6 +45,43 @@ log = logging.getLogger("releasecache")
 READ_SIZE = MiB  # bytes per socket read: small enough for smooth progress and prompt cancels
 Progress = Callable[[int], None]
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+@dataclass
+class FetchOutcome:
+    """What one :meth:`Transfer.fetch` did, for honest reports and progress totals.
+
+    Attributes
+    ----------
+    received
+        Bytes that crossed the wire in this call and were kept (a part that broke
+        off and was fetched again counts once; bytes resumed from disk not at all).
+    resumed
+        Bytes an earlier, interrupted run had already written, reused from ``.partial/``.
+    size
+        The file's size, once known (the manifest, the first response, or the resume state).
+    waited
+        True if another process fetched the file while this one waited for its lock.
+    present
+        True if the file was already there (here or in a read-only layer): nothing was fetched.
+    on_size
+        Called once with ``(size, resumed)`` when the size becomes known, so a
+        progress bar can show the bytes still to come as its total.
+    """
+
+    received: int = 0
+    resumed: int = 0
+    size: int | None = None
+    waited: bool = False
+    present: bool = False
+    on_size: Callable[[int, int], None] | None = field(default=None, repr=False, compare=False)
+
+    def sized(self, size: int, resumed: int = 0) -> None:
+        """Note the size (and bytes resumed from disk); tell ``on_size`` the first time."""
+        first = self.size is None
+        self.size, self.resumed = size, resumed
+        if first and self.on_size is not None:
+            self.on_size(size, resumed)
 
 
 class Transfer:
@@ -84,36 +131,68 @@ class Transfer:
 
     # -- public -----------------------------------------------------------------
 
-    def fetch(self, remote: Remote, entry: FileEntry, *, progress: Progress | None = None) -> Path:
+    def fetch(self, remote: Remote, entry: FileEntry, *, progress: Progress | None = None,
+              token: CancelToken | None = None, outcome: FetchOutcome | None = None) -> Path:
         """Make the blob of ``entry`` present and verified; return its path.
 
         Waits (holding nothing) if another process is downloading the same blob,
-        then uses its result.
+        then uses its result. ``token`` stops the download when cancelled (a bulk
+        run shares one); without one, Ctrl-C in this thread stops it and raises
+        :func:`~releasecache.errors.interrupted`, keeping what arrived for resuming.
+        ``outcome``, if given, is filled in with what crossed the wire.
         """
         h = entry.file_hash
+        outcome = FetchOutcome() if outcome is None else outcome
         found = self.store.find_blob(h)  # here, or in a read-only layer
         if found is not None:
+            outcome.present = True
             return found
+        progress = self._counting(progress, outcome)
+        own = token is None
+        token = CancelToken.for_run() if token is None else token
         with self._pool_lock:
             self._active += 1
         try:
-            return self._fetch_locked(remote, entry, progress)
+            return self._fetch_locked(remote, entry, progress, token, outcome)
+        except KeyboardInterrupt:
+            if not own:
+                raise
+            token.cancel()
+            raise interrupted(1 if self.store.sidecar_path(h).exists() else 0) from None
         finally:
             with self._pool_lock:
                 self._active -= 1
                 if not self._active:
                     self._free.clear()  # an idle process keeps no part buffers
 
-    def _fetch_locked(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
+    @staticmethod
+    def _counting(progress: Progress | None, outcome: FetchOutcome) -> Progress:
+        """``progress``, also adding every byte to ``outcome.received`` (parts arrive in many threads)."""
+        lock = threading.Lock()
+
+        def count(n: int) -> None:
+            with lock:
+                outcome.received += n
+            if progress is not None:
+                progress(n)
+
+        return count
+
+    def _fetch_locked(self, remote: Remote, entry: FileEntry, progress: Progress | None,
+                      token: CancelToken, outcome: FetchOutcome) -> Path:
         h = entry.file_hash
-        with self.store.lock(h):
+        lock = self.store.blob_lock(h)
+        if not lock.acquire(self.store.lock_timeout, cancel=token):
+            raise token.stopped()  # stopped while another process held it
+        try:
             found = self.store.find_blob(h)
             if found is not None:  # another process finished it while we waited
+                outcome.waited = True
                 return found
             last: IntegrityError | None = None
             for attempt in range(1, self.config.integrity_attempts + 1):
                 try:
-                    partial = self._download(remote, entry, progress)
+                    partial = self._download(remote, entry, progress, token, outcome)
                 except IntegrityError as exc:
                     self._discard(h)
                     last = exc
@@ -134,18 +213,45 @@ class Transfer:
                 f"{entry.relative_path}: content did not match the manifest's blake2b after "
                 f"{self.config.integrity_attempts} downloads; last problem: {last}"
             )
+        finally:
+            lock.release()
 
     # -- internals --------------------------------------------------------------
 
     def _discard(self, file_hash: str) -> None:
         discard_download(self.store, file_hash)
 
-    def _retrying(self, what: str, fn: Callable[[], object], cancel: threading.Event | None = None) -> object:
+    def _retrying(self, what: str, fn: Callable[[], object], cancel: CancelToken | None = None) -> object:
+        """``fn`` under the retry policy; the run's circuit breaker hears whether the remote answered."""
         def count(key: str) -> Callable[[], None]:
             return lambda: self.stats.__setitem__(key, self.stats[key] + 1)
 
-        return self.config.retry.call(fn, what=what, cancel=cancel, on_attempt=count("requests"),
-                                      on_retry=count("retries"))
+        breaker = cancel.breaker if cancel is not None else None
+        if breaker is None:
+            return self.config.retry.call(fn, what=what, cancel=cancel, on_attempt=count("requests"),
+                                          on_retry=count("retries"))
+
+        def attempt() -> object:
+            started = time.monotonic()
+            try:
+                result = fn()
+            except EndpointUnreachableError as exc:
+                breaker.failed(exc, started)  # may stop the whole run
+                raise
+            except Exception:
+                breaker.answered()  # an error status or a broken body is still an answer
+                raise
+            breaker.answered()
+            return result
+
+        try:
+            return self.config.retry.call(attempt, what=what, cancel=cancel, on_attempt=count("requests"),
+                                          on_retry=count("retries"))
+        except DownloadError as exc:
+            if isinstance(exc.__cause__, EndpointUnreachableError):
+                breaker.trip(exc.__cause__)  # out of tries without one answer: nobody else should try
+                raise cancel.stopped() from None
+            raise
 
     @staticmethod
     def _check_version(entry: FileEntry, response: RangeResponse, remote: Remote) -> None:
@@ -165,13 +271,13 @@ class Transfer:
     def _write_sidecar(self, entry: FileEntry, size: int, done: list[list[int]]) -> None:
         write_sidecar(self.store, entry, size, done)
 
-    def _first_part(self, remote: Remote, entry: FileEntry,
-                    progress: Progress | None) -> tuple[RangeResponse, memoryview | None]:
+    def _first_part(self, remote: Remote, entry: FileEntry, progress: Progress | None,
+                    token: CancelToken, outcome: FetchOutcome) -> tuple[RangeResponse, memoryview | None]:
         """The first GET asks for one part, which also tells the object's size.
 
         Returns the response and the part's bytes; the bytes are None when the
         server sent the whole object instead (then the open response is returned
-        for streaming).
+        for streaming, still watched by ``token``).
         """
         loc = entry.location
 
@@ -180,24 +286,32 @@ class Transfer:
                 response = remote.get_range(loc, 0, self.config.part_size - 1)
             except RangeNotSatisfiable:
                 response = remote.get_range(loc, 0, None)  # an empty object has no byte 0
+            token.watch(response)
             try:
                 self._check_version(entry, response, remote)
                 if not response.partial or response.total_size is None:
+                    whole = response.length if response.length is not None else response.total_size
+                    if whole is not None:
+                        outcome.sized(whole)
                     return response, None
                 size = response.total_size
+                outcome.sized(size)
                 if entry.size is not None and size != entry.size:
                     raise IntegrityError(
                         f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}")
-                data = self._collect(response, min(self.config.part_size, size), entry, progress, None)
+                data = self._collect(response, min(self.config.part_size, size), entry, progress, token)
             except BaseException:
+                token.unwatch(response)
                 response.close()
                 raise
+            token.unwatch(response)  # before close: a cancel must never cut a pooled connection
             response.close()
             return response, data
 
-        return self._retrying(entry.relative_path, attempt)  # type: ignore[return-value]
+        return self._retrying(entry.relative_path, attempt, token)  # type: ignore[return-value]
 
-    def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
+    def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None,
+                  token: CancelToken, outcome: FetchOutcome) -> Path:
         """Fetch into ``.partial/<hash>`` and verify; return the partial path."""
         h = entry.file_hash
         self.store.make_dir(self.store.partial_dir)
@@ -206,18 +320,20 @@ class Transfer:
         first_data: memoryview | None = None
         if state is None:
             self._discard(h)
-            response, first_data = self._first_part(remote, entry, progress)
+            response, first_data = self._first_part(remote, entry, progress, token, outcome)
             if first_data is None:
                 # The server sent the whole object (an empty object, or Range not honoured).
                 try:
                     return self._stream_whole(remote, entry, response, progress)
                 finally:
+                    token.unwatch(response)
                     response.close()
             size = response.total_size or 0
             done: list[list[int]] = []
         else:
             size = state["size"]
             done = state["done"]
+            outcome.sized(size, sum(b - a for a, b in done))
             log.info("%s: resuming; %d of %d bytes already here", entry.relative_path,
                      sum(b - a for a, b in done), size)
         try:
@@ -236,7 +352,7 @@ class Transfer:
                     done = [[0, len(first_data)]]
                 if not done or done[0][1] < size:  # a file done in one GET has nothing to resume
                     self._write_sidecar(entry, size, done)
-            digest = self._fetch_parts(remote, entry, sink, size, done, first_data, progress)
+            digest = self._fetch_parts(remote, entry, sink, size, done, first_data, progress, token)
         finally:
             sink.close()
         if digest != h:
@@ -265,7 +381,7 @@ class Transfer:
                     self._free.append(buf)
 
     def _collect(self, response: RangeResponse, expected: int, entry: FileEntry,
-                 progress: Progress | None, cancel: threading.Event | None) -> memoryview:
+                 progress: Progress | None, cancel: CancelToken | None) -> memoryview:
         """Read exactly ``expected`` bytes of a response into a pooled buffer."""
         if response.length is not None and response.length != expected:
             raise TransientRemoteError(
@@ -276,7 +392,7 @@ class Transfer:
         try:
             while got < expected:
                 if cancel is not None and cancel.is_set():
-                    raise Cancelled()
+                    raise cancel.stopped()
                 n = response.readinto(view[got:min(expected, got + READ_SIZE)])
                 if not n:
                     break
@@ -331,12 +447,13 @@ class Transfer:
         return partial
 
     def _fetch_part(self, remote: Remote, entry: FileEntry, sink: Sink, start: int, end: int, size: int,
-                    progress: Progress | None, cancel: threading.Event) -> memoryview:
+                    progress: Progress | None, cancel: CancelToken) -> memoryview:
         """One ranged GET ``[start, end)`` with retries; written at its offset; returned for hashing."""
         expected = end - start
 
         def attempt() -> memoryview:
             response = remote.get_range(entry.location, start, end - 1)
+            cancel.watch(response)
             try:
                 self._check_version(entry, response, remote)
                 if not response.partial or response.start != start:
@@ -347,6 +464,7 @@ class Transfer:
                                          f"{response.total_size} during the download")
                 return self._collect(response, expected, entry, progress, cancel)
             finally:
+                cancel.unwatch(response)  # before close: a cancel must never cut a pooled connection
                 response.close()
 
         data: memoryview = self._retrying(f"{entry.relative_path} bytes {start}-{end - 1}", attempt,
@@ -355,8 +473,12 @@ class Transfer:
         return data
 
     def _fetch_parts(self, remote: Remote, entry: FileEntry, sink: Sink, size: int, done: list[list[int]],
-                     first: memoryview | None, progress: Progress | None) -> str:
-        """Fetch every missing part and return the blake2b of the whole file, hashed in order."""
+                     first: memoryview | None, progress: Progress | None, token: CancelToken) -> str:
+        """Fetch every missing part and return the blake2b of the whole file, hashed in order.
+
+        A part that fails for good stops this file's other parts; cancelling
+        ``token`` (Ctrl-C, a dead server) stops them all and cuts their sockets.
+        """
         cfg = self.config
         parts = [(s, min(s + cfg.part_size, size)) for s in range(0, size, cfg.part_size)] or [(0, 0)]
         hasher = new_hasher()
@@ -365,7 +487,7 @@ class Transfer:
             buffered[0] = first
         on_disk = {s for s, e in parts if _covered(done, s, e) and s not in buffered}
         to_fetch = [(s, e) for s, e in parts if e > s and not _covered(done, s, e)]
-        cancel = threading.Event()
+        cancel = token.child()
         futures: dict[Future, tuple[int, int]] = {}
         slotted: set[int] = set()  # parts holding one of the cache-wide memory slots
         next_submit = 0
@@ -417,7 +539,7 @@ class Transfer:
                     done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
                 self._write_sidecar(entry, size, done)
         except BaseException:
-            cancel.set()
+            cancel.cancel()  # wakes retry waits and cuts the sockets of parts being read
             for fut in futures:
                 fut.cancel()
             wait(list(futures))  # let running parts stop before the fd closes
@@ -430,6 +552,7 @@ class Transfer:
                 pass
             raise
         finally:
+            cancel.release()
             for _ in slotted:
                 self._slots.release()
         return hasher.hexdigest()
