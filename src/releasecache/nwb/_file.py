@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, BinaryIO, Union
@@ -186,34 +185,6 @@ def scalar_columns(table: Any, names: list[str] | None = None, *, skip: tuple[st
         data[name] = list(values) if values.ndim > 1 else values
     frame = pd.DataFrame(data, index=pd.Index(table_ids(table), name="id"))
     return frame
-
-
-def one_row(table: Any) -> dict[str, Any]:
-    """The single row of a one-row table as ``{column: python value}``."""
-    row: dict[str, Any] = {}
-    for name in column_names(table):
-        column = table[name]
-        if is_region(column):
-            continue
-        if is_ragged(column):
-            values, ends = ragged_parts(column)
-            row[name] = values[: int(ends[0])] if len(ends) else values[:0]
-            continue
-        value = read_dataset(column.data)[0]
-        row[name] = value.item() if isinstance(value, np.generic) else value
-    return row
-
-
-def json_description(container: Any) -> dict[str, Any]:
-    """A container's description parsed as a JSON object (empty if it is not one)."""
-    text = getattr(container, "description", None)
-    if not isinstance(text, str) or not text.startswith("{"):
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def get_child(parent: Any, name: str, what: str, path: Path) -> Any:
