@@ -48,5 +48,6 @@ def build(out: Path = OUT) -> list[Path]:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent))  # the fixture generator lives in the checkout's tests/
     for path in build(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT):
         print(path)
