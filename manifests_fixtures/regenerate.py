@@ -5,7 +5,7 @@
 The release's bytes are generated (reproducibly) by
 ``tests.support.fixtures.vbn.build_vbn_release``; these manifests describe them in
 the real release's format and URL style. Version ids here are derived from the
-content (a real server assigns its own when ``releasecache.publish`` uploads).
+content (a real server assigns its own when ``releasecache.cache.publish`` uploads).
 The test suite checks that the committed files match a fresh build.
 """
 
@@ -30,8 +30,8 @@ def build(out: Path = OUT) -> list[Path]:
     """Build the fixture release in a temporary directory and write its manifests to ``out``."""
     from tests.support.fixtures.vbn import build_vbn_release
     from releasecache.manifest import Manifest, manifest_name
-    from releasecache.project import BUCKET_NAME, PROJECT_NAME
-    from releasecache.publish import build_manifest
+    from releasecache.vbn.project import BUCKET_NAME, PROJECT_NAME
+    from releasecache.cache.publish import build_manifest
 
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from releasecache.errors import NwbLayoutError, ReleaseCacheError
-from releasecache.nwb import BehaviorSession, EcephysSession, ProbeMeta
-from releasecache.nwb._performance import performance_metrics, reward_rate, rolling_performance
+from releasecache.vbn.nwb import BehaviorSession, EcephysSession, ProbeMeta
+from releasecache.vbn.nwb._performance import performance_metrics, reward_rate, rolling_performance
 from tests.support.fixtures._vbn_behavior import EYE_FIELDS, rig_geometry, simulate
 from tests.support.fixtures._vbn_ephys import (
     UNIT_METRICS,
