@@ -27,6 +27,8 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 DEFAULT_LOCK_TIMEOUT = 3600.0
 #: Seconds a soft lock survives without its holder's heartbeat.
 DEFAULT_LOCK_LEASE = 120.0
+#: Partial downloads untouched this many days are removed by ``gc``.
+DEFAULT_PARTIAL_AGE_DAYS = 7.0
 #: Lock kind when neither the argument nor ``RELEASECACHE_LOCK_KIND`` says.
 DEFAULT_LOCK_KIND = "posix"
 
