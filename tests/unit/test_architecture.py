@@ -4,7 +4,7 @@ The import graph is built with :mod:`ast` from ``src/releasecache`` (no import
 is executed, so a cycle hidden inside a function is seen too). Layers, top to
 bottom::
 
-    cli > vbn > cache > transfer > store, remote > manifest > errors, config, utils
+    cli > audit > vbn > cache > transfer > store, remote > manifest > errors, config, utils
 
 A module may import from its own layer or below. Imports under
 ``if TYPE_CHECKING:`` are annotations only: they count for the layer rule but
@@ -21,7 +21,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "releasecache"
 
-RANKS = {"cli": 7, "vbn": 6, "cache": 5, "transfer": 4, "store": 3, "remote": 3, "manifest": 2,
+RANKS = {"cli": 8, "audit": 7, "vbn": 6, "cache": 5, "transfer": 4, "store": 3, "remote": 3, "manifest": 2,
          "errors": 1, "config": 1, "utils": 1}
 
 

@@ -439,9 +439,15 @@ class CloudCache:
         ``mode="fast"`` checks sizes and publish-time stamps, hashing only blobs
         whose stamp changed; ``mode="full"`` hashes everything. Returns a
         :class:`~releasecache.cache.verify.VerifyReport` (``.ok``, ``.corrupt``,
-        ``.missing``, ``.to_dict()``).
+        ``.missing``, ``.to_dict()``). Every manifest saved in the cache is parsed
+        too; one that no longer does is fetched again and replaced when online
+        (``.damaged_manifests``).
         """
-        return verify.verify(self.store, self._manifest_arg(manifest), mode=mode)
+        checked, damaged = catalogue.check_saved_manifests(self.store)
+        catalogue.repair_saved_manifests(self.store, self.remote, self.project, damaged)
+        report = verify.verify(self.store, self._manifest_arg(manifest), mode=mode)
+        report.manifests_checked, report.damaged_manifests = checked, damaged
+        return report
 
     def disk_usage(self) -> "DiskUsage":
         """Bytes per downloaded manifest (unique vs shared with other manifests) and in total."""
