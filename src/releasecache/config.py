@@ -46,6 +46,8 @@ ENV_PROFILE = "RELEASECACHE_PROFILE"
 ENV_LAYERS = "RELEASECACHE_LAYERS"
 #: A JSON-lines file to which every file use is appended (see :mod:`releasecache.cache.record`).
 ENV_USAGE_LOG = "RELEASECACHE_USAGE_LOG"
+#: The default size budget of a cache's blobs (see :mod:`releasecache.cache.budget`).
+ENV_MAX_SIZE = "RELEASECACHE_MAX_SIZE"
 #: ``posix`` or ``soft`` per-blob locks (see :mod:`releasecache.store.locks`).
 ENV_LOCK_KIND = "RELEASECACHE_LOCK_KIND"
 
