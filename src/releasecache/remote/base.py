@@ -6,13 +6,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ..errors import RemoteError
+from ..errors import RangeNotSatisfiable, RemoteError  # noqa: F401 - RangeNotSatisfiable: re-exported
 from ..manifest import S3Location
 from ._direct import abort_connection
-
-
-class RangeNotSatisfiable(RemoteError):
-    """The server answered 416 (e.g. a range request on an empty object)."""
 
 
 @dataclass

@@ -6,7 +6,7 @@ import os
 import threading
 from typing import Any, Iterator
 
-from ..config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from ..config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_REGION
 from ..errors import (
     OFFLINE_HINT,
     EndpointUnreachableError,
@@ -104,7 +104,7 @@ class S3Remote(Remote):
         *,
         endpoint_url: str | None = None,
         anonymous: bool = True,
-        region: str | None = "us-west-2",
+        region: str | None = DEFAULT_REGION,
         aws_access_key_id: str | None = None,
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,
