@@ -99,6 +99,20 @@ def _interrupt(proc: subprocess.Popen, timeout: float = 30.0) -> tuple[float, st
     return time.monotonic() - started, out, err
 
 
+def _settle(proxy, quiet: float = 1.0, timeout: float = 60.0) -> None:
+    """Wait until no new request has reached the proxy for ``quiet`` seconds (all in flight are hanging)."""
+    deadline = time.monotonic() + timeout
+    seen, since = proxy.stats.gets(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = proxy.stats.gets()
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    pytest.fail("requests kept arriving at the proxy")
+
+
 def _no_half_written_views(cache: CloudCache) -> None:
     """Every view path that exists has exactly the manifest's bytes; every blob is its hash."""
     for entry in cache.manifest.entries():
@@ -148,6 +162,7 @@ def test_ctrl_c_stops_a_cli_download_within_2_s_and_keeps_partials_for_resume(tm
     try:
         assert wait_for(lambda: len(_sidecars(cache_dir)) == 2 and proxy.stats.gets("big_") == 4, timeout=120), \
             (proxy.stats.requests, _sidecars(cache_dir))
+        _settle(proxy)
     except BaseException:
         proc.kill()
         raise
@@ -205,7 +220,7 @@ def test_ctrl_c_stops_library_downloads_within_2_s(call, tmp_path, bulk_bucket, 
     try:
         # every file in flight has its first part on disk and its later parts hanging
         assert wait_for(lambda: len(_sidecars(cache_dir)) == files, timeout=120), _sidecars(cache_dir)
-        time.sleep(0.3)
+        _settle(proxy)
     except BaseException:
         proc.kill()
         raise

@@ -251,4 +251,4 @@ class SessionClosedError(ReleaseCacheError, ValueError):
     """A session was used after ``close()`` (or after its ``with`` block)."""
 
 
-__all__ = [name for name in dir() if name[0].isupper()]
+__all__ = [name for name in dir() if name[0].isupper()] + ["interrupted"]
