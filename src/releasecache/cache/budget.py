@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from ..config import DEFAULT_USAGE_INTERVAL
 from ..errors import StorageError
 from ..store.views import downloaded_manifests
 from ..utils import human_bytes
@@ -49,9 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("releasecache")
 
 #: Seconds between two writes of one manifest's usage stamp.
-USAGE_INTERVAL = 3600.0
-#: Environment variable for the default budget.
-MAX_SIZE_ENV = "RELEASECACHE_MAX_SIZE"
+USAGE_INTERVAL = DEFAULT_USAGE_INTERVAL
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "p": 10**15, "pb": 10**15, "kib": 2**10, "mib": 2**20, "gib": 2**30,
@@ -369,5 +368,5 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
     return report
 
 
-__all__ = ["Candidate", "EvictionReport", "MAX_SIZE_ENV", "USAGE_INTERVAL", "evict", "parse_size", "pin", "pinned",
+__all__ = ["Candidate", "EvictionReport", "USAGE_INTERVAL", "evict", "parse_size", "pin", "pinned",
            "read_lease", "read_usage", "touch_usage", "unpin"]
