@@ -22,8 +22,8 @@ Use is recorded cheaply: loading a manifest writes ``.usage/<manifest name>``
 (its mtime is the last use) at most once per :data:`USAGE_INTERVAL`; a cache hit
 writes nothing. A blob's last use is the newest usage stamp of the manifests
 that list it, then its publish time. If the budget cannot be met without
-touching pinned or busy blobs, the download is refused with a
-:class:`~releasecache.errors.StorageError` before any byte is written.
+touching pinned or busy blobs, nothing is evicted and the download is refused
+with a :class:`~releasecache.errors.StorageError` before any byte is written.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import fcntl
 import logging
 import os
 import re
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -189,6 +190,33 @@ def _being_read(fd: int) -> bool:
         return True
 
 
+# -- reservations: downloads in flight in this process -----------------------------------------
+
+_RESERVE_LOCK = threading.Lock()
+_RESERVED: dict[str, dict[str, int]] = {}
+
+
+@contextmanager
+def reserving(store: "Store", file_hash: str, size: int) -> Iterator[int]:
+    """Hold the process's budget lock; yields the bytes of other downloads in flight in ``store``.
+
+    (A reserved blob already published counts once, in the store.) If the
+    body returns normally (it decided the file fits), ``size`` stays reserved
+    until :func:`release`; on an exception nothing is reserved.
+    """
+    key = str(store.root)
+    with _RESERVE_LOCK:
+        pending = _RESERVED.setdefault(key, {})
+        yield sum(n for h, n in pending.items() if not store.has_own_blob(h))
+        pending[file_hash] = size
+
+
+def release(store: "Store", file_hash: str) -> None:
+    """Give back a reservation once its download has finished (or failed)."""
+    with _RESERVE_LOCK:
+        _RESERVED.get(str(store.root), {}).pop(file_hash, None)
+
+
 # -- eviction ---------------------------------------------------------------------------------
 
 
@@ -334,6 +362,8 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
         last = max((usage.get(n, 0.0) for n in users), default=0.0)
         candidates.append((last, st.st_mtime, file_hash, Candidate(file_hash, st.st_size, last, users)))
     candidates.sort(key=lambda c: (c[0], c[1], c[2]))
+    if total - sum(c[3].size for c in candidates) + incoming > max_size:
+        return report  # cannot fit even with every candidate gone: evict nothing in vain
     for _, _, file_hash, candidate in candidates:
         if report.total_after + incoming <= max_size:
             break

@@ -344,11 +344,16 @@ class CloudCache:
 
         The file is noted for :meth:`used_files` (and the usage log, if any).
         """
+        reserved = 0
         if self.max_size is not None and self.remote is not None and not self.store.read_only \
                 and not self.store.has_blob(entry.file_hash):
-            self.make_room(entry)
-        path = ensure_entry(self.store, self.transfer, self.remote, self.manifest, entry, progress=progress,
-                            show_bar=self.progress)
+            reserved = self._make_room(entry)
+        try:
+            path = ensure_entry(self.store, self.transfer, self.remote, self.manifest, entry, progress=progress,
+                                show_bar=self.progress)
+        finally:
+            if reserved:
+                budget.release(self.store, entry.file_hash)
         record.note_used(self, entry)
         return path
 
@@ -496,8 +501,11 @@ class CloudCache:
         return budget.evict(self.store, limit, incoming=incoming, pinned_names=self.pinned_manifests(),
                             protect=in_use, dry_run=dry_run)
 
-    def make_room(self, entry: FileEntry) -> "budget.EvictionReport":
-        """Evict what the budget requires before ``entry`` is downloaded.
+    def _make_room(self, entry: FileEntry) -> int:
+        """Evict what the budget requires before ``entry`` is downloaded; return the bytes reserved for it.
+
+        Downloads in flight in this process count as incoming, so concurrent
+        downloads (``prefetch``) do not overshoot the budget together.
 
         Raises
         ------
@@ -508,12 +516,14 @@ class CloudCache:
         size = entry.size
         if size is None:
             size = self.remote.stat(entry.location) if self.remote is not None else 0
-        report = self.evict(incoming=size, dry_run=False)
-        if not report.fits:
+        with budget.reserving(self.store, entry.file_hash, size) as in_flight:
+            report = self.evict(incoming=size + in_flight, dry_run=False)
+            if report.fits:
+                return size
             raise StorageError(errno.ENOSPC, f"{entry.relative_path} ({size} bytes) does not fit in the size budget "
                                f"of {self.max_size} bytes: {report.total_after} bytes are pinned, locked or in use "
                                f"(pinned: {', '.join(report.pinned) or 'none'}); unpin a version or raise max_size")
-        return report
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def check_release(self, *, server: bool = True) -> list[str]:
         """Publisher mistakes in the saved manifests (and, with ``server``, manifests the bucket now serves changed).
