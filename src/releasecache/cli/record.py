@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from .app import EXIT_FILES_FAILED, EXIT_INTEGRITY, cli, emit_json, json_mode, json_option, resolve_manifest_name, say, settings_of
 import os
 import subprocess
 import tempfile
@@ -20,6 +19,17 @@ from ..cache.record import (
     manifest_blake2b,
     read_lock,
     write_lock,
+)
+from .app import (
+    EXIT_FILES_FAILED,
+    EXIT_INTEGRITY,
+    cli,
+    emit_json,
+    json_mode,
+    json_option,
+    resolve_manifest_name,
+    say,
+    settings_of,
 )
 
 
