@@ -197,17 +197,17 @@ _RESERVED: dict[str, dict[str, int]] = {}
 
 
 @contextmanager
-def reserving(store: "Store", file_hash: str, size: int) -> Iterator[int]:
-    """Hold the process's budget lock; yields the bytes of other downloads in flight in ``store``.
+def reserving(store: "Store", file_hash: str, size: int) -> Iterator[dict[str, int]]:
+    """Hold the process's budget lock; yields ``{hash: size}`` of the other downloads in flight in ``store``.
 
-    (A reserved blob already published counts once, in the store.) If the
-    body returns normally (it decided the file fits), ``size`` stays reserved
-    until :func:`release`; on an exception nothing is reserved.
+    Pass it to :func:`evict` as ``in_flight``. If the body returns normally (it
+    decided the file fits), ``size`` stays reserved until :func:`release`; on
+    an exception nothing is reserved.
     """
     key = str(store.root)
     with _RESERVE_LOCK:
         pending = _RESERVED.setdefault(key, {})
-        yield sum(n for h, n in pending.items() if not store.has_own_blob(h))
+        yield dict(pending)
         pending[file_hash] = size
 
 
@@ -313,7 +313,7 @@ def _links_to(store: "Store", views: list[tuple[str, str]]) -> list[Path]:
 
 
 def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Iterable[str] = (),
-          protect: Iterable[str] = (), dry_run: bool = False) -> EvictionReport:
+          protect: Iterable[str] = (), dry_run: bool = False, in_flight: dict[str, int] | None = None) -> EvictionReport:
     """Evict least-recently-used blobs until ``incoming`` more bytes fit in ``max_size``.
 
     Parameters
@@ -330,6 +330,9 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
         Further blob hashes that must stay (e.g. the files this process handed out).
     dry_run
         Only report what would go.
+    in_flight
+        ``{hash: size}`` of other downloads under way (:func:`reserving`); those
+        not yet published count as incoming, the published ones count once, as blobs.
     """
     blobs: dict[str, tuple[Path, os.stat_result]] = {}
     for file_hash, path in store.iter_blobs():
@@ -338,6 +341,7 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
         except OSError:
             continue
     total = sum(st.st_size for _, st in blobs.values())
+    incoming += sum(n for h, n in (in_flight or {}).items() if h not in blobs)
     names = sorted({*pinned(store), *pinned_names})
     report = EvictionReport(max_size, incoming, total, total, dry_run, names)
     if total + incoming <= max_size:

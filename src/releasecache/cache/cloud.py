@@ -485,8 +485,8 @@ class CloudCache:
         current = self.current_manifest() or self.last_used_manifest_file()
         return sorted({*budget.pinned(self.store), *([current] if current else [])})
 
-    def evict(self, max_size: int | str | None = None, *, incoming: int = 0,
-              dry_run: bool = True) -> "budget.EvictionReport":
+    def evict(self, max_size: int | str | None = None, *, incoming: int = 0, dry_run: bool = True,
+              in_flight: dict[str, int] | None = None) -> "budget.EvictionReport":
         """Evict least-recently-used blobs until ``incoming`` more bytes fit in the budget.
 
         ``max_size`` defaults to the cache's budget. ``dry_run=True`` (the
@@ -499,7 +499,7 @@ class CloudCache:
             raise StorageError(errno.EROFS, f"cache {self.store.root} is read-only; nothing can be evicted")
         in_use = {r["file_hash"] for r in self.usage.records() if not r.get("streamed")}
         return budget.evict(self.store, limit, incoming=incoming, pinned_names=self.pinned_manifests(),
-                            protect=in_use, dry_run=dry_run)
+                            protect=in_use, dry_run=dry_run, in_flight=in_flight)
 
     def _make_room(self, entry: FileEntry) -> int:
         """Evict what the budget requires before ``entry`` is downloaded; return the bytes reserved for it.
@@ -517,12 +517,14 @@ class CloudCache:
         if size is None:
             size = self.remote.stat(entry.location) if self.remote is not None else 0
         with budget.reserving(self.store, entry.file_hash, size) as in_flight:
-            report = self.evict(incoming=size + in_flight, dry_run=False)
+            report = self.evict(incoming=size, dry_run=False, in_flight=in_flight)
             if report.fits:
                 return size
             raise StorageError(errno.ENOSPC, f"{entry.relative_path} ({size} bytes) does not fit in the size budget "
                                f"of {self.max_size} bytes: {report.total_after} bytes are pinned, locked or in use "
-                               f"(pinned: {', '.join(report.pinned) or 'none'}); unpin a version or raise max_size")
+                               f"(pinned: {', '.join(report.pinned) or 'none'}; {len(report.busy)} busy; "
+                               f"{report.incoming - size} bytes of other downloads in flight); unpin a version "
+                               "or raise max_size")
         raise AssertionError("unreachable")  # pragma: no cover
 
     def check_release(self, *, server: bool = True) -> list[str]:
