@@ -25,6 +25,21 @@ from tests.support.s3server import S3Server, publish_fixture
 E1 = "behavior_ecephys_sessions/1044385384/ecephys_session_1044385384.nwb"
 E1_LFP = "behavior_ecephys_sessions/1044385384/probe_probeA_lfp.nwb"
 
+SCRIPT = """\
+import os
+from releasecache import CloudCache
+from releasecache.audit import audit_manifests
+
+cache = CloudCache.from_s3("cache", "visual-behavior-neuropixels-data", "visual-behavior-neuropixels",
+                           endpoint_url=os.environ["RELEASECACHE_ENDPOINT_URL"], progress=False)
+diff = audit_manifests(cache, "0.1.0", "0.2.0")
+units = diff.tables["units"]                     # computed now, from the cache
+print(units.columns_frame()[["rows", "old_dtype", "new_dtype"]])
+print(units.to_frame().head(3))
+nwb = diff.files["behavior_ecephys_sessions/1044385384/ecephys_session_1044385384.nwb"]
+print(nwb.to_frame())
+"""
+
 COMMANDS = [
     "releasecache manifests",
     "releasecache diff 0.1.0 0.2.0",
@@ -33,15 +48,19 @@ COMMANDS = [
     f"releasecache diff 0.2.0 0.3.0 --rows --file {E1} --file {E1_LFP}",
     "releasecache --offline diff 0.2.0 0.3.0 --rows channels --markdown",
     "releasecache --offline diff 0.1.0 0.2.0 --rows units --json",
+    "cat audit.py",
+    "python audit.py",
+    "releasecache download --version 0.1.0",
     "releasecache download --version 0.3.0 --session 1044385384 --write-record lock.json",
     "releasecache record check lock.json",
     "releasecache --cache-dir elsewhere download --record lock.json",
     "releasecache --cache-dir elsewhere --offline record check lock.json --no-server",
-    "releasecache download --version 0.1.0",
     "releasecache du",
     "releasecache pin",
-    "releasecache evict --max-size 4.5MB",
-    "releasecache evict --max-size 4.5MB --delete",
+    "releasecache evict --max-size 6MB",
+    "releasecache evict --max-size 6MB --delete",
+    "releasecache --max-size 6MB download --version 0.3.0",
+    "releasecache du",
     "releasecache manifests --check",
 ]
 
@@ -62,6 +81,7 @@ def main() -> None:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     release = build_vbn_release(work / "release")
+    (work / "audit.py").write_text(SCRIPT)
     with S3Server() as server:
         manifests = publish_fixture(server, DEFAULT_BUCKET, DEFAULT_PROJECT, release)
         bin_dir = Path(sys.executable).parent
