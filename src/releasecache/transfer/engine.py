@@ -477,7 +477,8 @@ def warn_if_publisher_mistake(entry: FileEntry, failures: list[IntegrityError]) 
     elif len(failures) >= 2 and len(digests) == 1 and None not in digests:
         message = (f"{entry.relative_path}: the server's object {where} has blake2b {digests.pop()[:16]}… in every "
                    f"one of {len(failures)} downloads, the manifest says {entry.file_hash[:16]}…: the manifest "
-                   "does not describe the object it pins")
+                   "does not describe the object it pins (unless something between here and the server rewrites "
+                   "the bytes the same way every time)")
     if message:
         warnings.warn(message, PublisherWarning, stacklevel=3)
     return message
