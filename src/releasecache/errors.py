@@ -36,12 +36,20 @@ class ManifestVersionError(ManifestError):
     """A manifest version or manifest file name holds no parsable semver."""
 
 
-class ManifestNotFoundError(ReleaseCacheError, LookupError):
-    """No manifest of that name exists remotely or in the cache."""
+class ManifestNotFoundError(ReleaseCacheError, LookupError, ValueError):
+    """No manifest of that name exists remotely or in the cache.
+
+    Also a :class:`ValueError`, which is what AllenSDK raises here, so code
+    written for AllenSDK (``except ValueError``) keeps working.
+    """
 
 
-class UnknownFileError(ReleaseCacheError, KeyError):
-    """A file id or metadata name is not listed in the loaded manifest."""
+class UnknownFileError(ReleaseCacheError, KeyError, ValueError):
+    """A file id or metadata name is not listed in the loaded manifest.
+
+    Also a :class:`ValueError` (AllenSDK's exception for this) and a
+    :class:`KeyError` (a lookup that failed).
+    """
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
@@ -110,11 +118,21 @@ class SourceLayoutError(ReleaseCacheError, ValueError):
 # --- project facade --------------------------------------------------------
 
 
-class UnknownSessionError(ReleaseCacheError, KeyError):
-    """A session or probe id is not in the metadata tables (or has no file)."""
+class UnknownSessionError(ReleaseCacheError, KeyError, ValueError):
+    """A session or probe id is not in the metadata tables (or has no file).
+
+    A :class:`KeyError` (AllenSDK's table lookup raises one) and a :class:`ValueError`.
+    """
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+# --- arguments -------------------------------------------------------------
+
+
+class InvalidArgumentError(ReleaseCacheError, TypeError, ValueError):
+    """An argument has the wrong type or an unusable value; the message names the argument."""
 
 
 # --- warnings --------------------------------------------------------------
