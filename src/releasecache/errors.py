@@ -94,12 +94,18 @@ class OfflineError(ReleaseCacheError):
     """The cache has no remote (``from_local_cache``) and the file is not cached."""
 
 
-class IntegrityError(ReleaseCacheError):
-    """Downloaded bytes do not match the manifest (hash, size or version id)."""
+class IntegrityError(ReleaseCacheError, RuntimeError):
+    """Downloaded bytes do not match the manifest (hash, size or version id).
+
+    A :class:`RuntimeError`, as AllenSDK raises when a download never matches its hash.
+    """
 
 
-class DownloadError(ReleaseCacheError):
-    """A download failed after all retries; names the file, attempts and last cause."""
+class DownloadError(ReleaseCacheError, RuntimeError):
+    """A download failed after all retries; names the file, attempts and last cause.
+
+    A :class:`RuntimeError`, as AllenSDK raises when it gives up on a download.
+    """
 
 
 class LockTimeoutError(ReleaseCacheError, TimeoutError):
