@@ -682,3 +682,127 @@ def test_adapter_is_names_only():
     names = SDKNames(object())
     with pytest.raises(AttributeError):
         names.summarize_comparison  # noqa: B018 - reached through .cache, not renamed
+
+
+# -- beyond AllenSDK's tests: what the issue asks of the same names ------------------------------
+
+
+def test_warnings_point_at_the_callers_line(sdk_release, sdk_cache, vbn, vbn_bucket):
+    """Every warning names this file (the user's line), not a module inside the package."""
+    bucket, _ = sdk_release(every_mutation())
+    cache = sdk_cache(bucket).cache
+    calls = [lambda: cache.load_manifest(manifest_name("4.0.0")),
+             lambda: cache.load_latest_manifest(),
+             lambda: vbn().load_manifest(vbn_bucket.names[0]),
+             lambda: vbn()]  # the project cache opens the last used (outdated) manifest on construction
+    for call in calls:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("default")
+            call()
+        assert record, call
+        assert {Path(w.filename).name for w in record} == {Path(__file__).name}, [w.filename for w in record]
+
+
+def test_outdated_warning_once_per_cache_not_once_per_line(sdk_release, sdk_cache, tmp_path):
+    """Python's default filter shows a warning once per line; two caches loading at one line both warn."""
+    bucket, _ = sdk_release(every_mutation())
+    seen = []
+    for i in range(2):
+        cache = sdk_cache(bucket, tmp_path / f"c{i}")
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("default")
+            for _ in range(2):
+                cache.load_manifest(manifest_name("3.0.0"))  # the same line, twice per cache
+        seen.append(len(_outdated(record)))
+    assert seen == [1, 1]
+
+
+def test_bare_versions_are_accepted(sdk_release, sdk_cache, vbn, vbn_bucket):
+    bucket, _ = sdk_release(every_mutation())
+    cache = sdk_cache(bucket).cache
+    with pytest.warns(OutdatedManifestWarning):
+        cache.load_manifest("2.0.0")
+    assert cache.current_manifest() == manifest_name("2.0.0")
+    diff = cache.compare_manifests("1.0.0", "v15.0.0")
+    assert diff.splitlines()[1] == manifest_name("1.0.0") and diff.splitlines()[3] == manifest_name("15.0.0")
+    with pytest.raises(ManifestNotFoundError) as info:
+        cache.load_manifest("99.0.0")
+    assert manifest_name("15.0.0") in str(info.value)
+    project = vbn()
+    versions = [name.rsplit("_v", 1)[1][:-5] for name in vbn_bucket.names]
+    with pytest.warns(OutdatedManifestWarning):
+        project.load_manifest(versions[0])
+    assert project.current_manifest() == vbn_bucket.names[0]
+    assert "project_metadata/units.csv changed" in project.compare_manifests(versions[0], versions[-1])
+
+
+def test_session_and_probe_ids_in_any_integer_spelling(vbn):
+    import numpy as np
+
+    from releasecache.errors import UnknownProbeError, UnknownSessionError
+
+    cache = vbn()
+    probes = cache.get_probe_table()
+    probe = probes[probes["has_lfp_data"].astype(bool) & (probes["file_id"] >= 0)].iloc[0]
+    session_id = int(probe["ecephys_session_id"])
+    for spelling in (str(session_id), np.int64(session_id), float(session_id)):
+        with cache.get_ecephys_session(spelling) as session:
+            assert session.ecephys_session_id == session_id
+    for bad in ("abc", 1.5, None):
+        with pytest.raises(UnknownSessionError) as info:
+            cache.get_ecephys_session(bad)
+        assert "must be an integer" in str(info.value) and isinstance(info.value, ValueError)
+    with cache.get_ecephys_session(session_id) as session:
+        by_id = session.get_lfp(int(probe.name))
+        by_name = session.get_lfp(probe["name"])
+        by_digits = session.get_lfp(str(int(probe.name)))
+        assert by_id.equals(by_name) and by_id.equals(by_digits)
+        with pytest.raises(UnknownProbeError):
+            session.get_lfp("probeZ")
+        with pytest.raises(UnknownProbeError) as info:
+            session.get_lfp(2.5)
+        assert "integer" in str(info.value)
+
+
+def test_wrong_cache_dir_type_names_the_argument(vbn_bucket):
+    from releasecache.errors import InvalidArgumentError
+
+    for make in (lambda: ProjectCache.from_s3_cache(123, endpoint_url=vbn_bucket.endpoint_url),
+                 lambda: ProjectCache.from_local_cache(["a"]),
+                 lambda: CloudCache.from_s3(None, vbn_bucket.bucket, vbn_bucket.project,
+                                            endpoint_url=vbn_bucket.endpoint_url)):
+        with pytest.raises(InvalidArgumentError) as info:
+            make()
+        assert "cache_dir" in str(info.value) and isinstance(info.value, TypeError)
+
+
+def test_construct_local_manifest_adopts_what_an_allensdk_cache_left(sdk_release, sdk_cache, tmp_path, s3_server):
+    """A cache opened where AllenSDK kept its files warns, and construct_local_manifest() brings them in."""
+    from releasecache import MissingLocalManifestWarning
+
+    bucket, names = sdk_release(three_versions())
+    old = tmp_path / "old"
+    for version, files in three_versions().items():  # AllenSDK's layout: plain files, its manifests at the top
+        for fname, (_, body) in files["data"].items():
+            path = old / f"{PROJECT_X}-{version}" / "data" / fname
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+    (old / "_manifest_last_used.txt").write_text(names[0])
+    (old / "_downloaded_data.json").write_text("{}")
+    with pytest.warns(MissingLocalManifestWarning, match=r"CloudCache\.construct_local_manifest\(\)"):
+        cache = sdk_cache(bucket, old)
+    report = cache.construct_local_manifest()
+    assert len(report.adopted) == 6 and not report.mismatched  # 9 version paths, 6 distinct contents
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        sdk_cache(bucket, old)
+    assert not [w for w in record if issubclass(w.category, MissingLocalManifestWarning)]
+    offline = CloudCache.from_local_cache(old, PROJECT_X, progress=False)
+    for name in names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OutdatedManifestWarning)
+            offline.load_manifest(name)
+        for file_id in "123":
+            attr = offline.data_path(file_id)
+            assert attr["exists"] and attr["local_path"].is_symlink()
+            assert blake2b(offline.download_data(file_id).read_bytes()) == attr["file_attributes"].file_hash
