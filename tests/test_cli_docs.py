@@ -55,7 +55,7 @@ def test_every_environment_variable_is_listed():
 
 
 def test_every_exit_code_is_listed():
-    from releasecache import cli as cli_module
+    from releasecache.cli import app as cli_module
 
     codes = {value for name, value in vars(cli_module).items() if name.startswith("EXIT_") and isinstance(value, int)}
     table = re.findall(r"^\| (\d+) \|", DOC, flags=re.M)

@@ -39,7 +39,11 @@ def test_read_only_cache_gives_the_storage_code(shared_dir, vbn_bucket):
     cache_dir = shared_dir / "cache"
     cache = ProjectCache.from_s3(cache_dir, endpoint_url=vbn_bucket.endpoint_url, progress=False)
     cache.get_unit_table()
-    os.chmod(cache_dir, 0o755)
+    for folder, dirs, files in os.walk(cache_dir):  # readable by all, writable by its owner only
+        os.chmod(folder, 0o755)
+        for name in files:
+            if not os.path.islink(os.path.join(folder, name)):
+                os.chmod(os.path.join(folder, name), 0o444)
     common = ["--cache-dir", str(cache_dir), "--endpoint-url", vbn_bucket.endpoint_url]
     result = _run(common + ["download", "--json"], as_user=NOBODY)
     assert result.returncode == 6, (result.returncode, result.stdout, result.stderr)

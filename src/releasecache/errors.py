@@ -136,6 +136,10 @@ class StorageError(ReleaseCacheError, OSError):
         return err
 
 
+class ReadOnlyCacheError(StorageError):
+    """A file is needed that a read-only cache (e.g. one owned by another user) does not hold."""
+
+
 class SourceLayoutError(ReleaseCacheError, ValueError):
     """A directory to adopt or publish from is not laid out as expected
     (an AllenSDK cache, a copy of the bucket, or a release tree)."""

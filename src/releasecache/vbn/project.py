@@ -81,8 +81,14 @@ class ProjectCache:
         Open manifests outside :data:`MANIFEST_COMPATIBILITY` anyway.
     """
 
+    #: AllenSDK's class attributes: the public bucket, the project, the manifest versions understood.
+    BUCKET_NAME = BUCKET_NAME
+    PROJECT_NAME = PROJECT_NAME
+    MANIFEST_COMPATIBILITY = MANIFEST_COMPATIBILITY
+
     def __init__(self, cache: CloudCache, *, skip_version_check: bool = False) -> None:
         self.cache = cache
+        cache.ui_name = type(self).__name__  # warnings name the class the user calls
         self.skip_version_check = skip_version_check
         self._tables: dict[tuple[str, str], pd.DataFrame] = {}
         if cache.current_manifest() is None:
@@ -109,6 +115,7 @@ class ProjectCache:
         ``bucket``, ``project`` and ``endpoint_url`` point it at any release
         published the same way (a mirror bucket, MinIO, a local test server).
         """
+        kwargs.setdefault("ui_name", cls.__name__)
         cache = CloudCache.from_s3(_cache_dir(cache_dir), bucket, project, endpoint_url=endpoint_url,
                                    anonymous=anonymous, transfer_config=transfer_config, progress=progress,
                                    **kwargs)
@@ -124,6 +131,7 @@ class ProjectCache:
                   **kwargs: Any) -> "ProjectCache":
         """A cache fed over plain HTTP(S) (a public bucket URL or a web mirror)."""
         skip = kwargs.pop("skip_version_check", False)
+        kwargs.setdefault("ui_name", cls.__name__)
         return cls(CloudCache.from_http(_cache_dir(cache_dir), base_url, project, **kwargs),
                    skip_version_check=skip)
 
@@ -132,6 +140,7 @@ class ProjectCache:
                     project: str = PROJECT_NAME, **kwargs: Any) -> "ProjectCache":
         """A cache fed from a mounted or synced copy of the bucket."""
         skip = kwargs.pop("skip_version_check", False)
+        kwargs.setdefault("ui_name", cls.__name__)
         return cls(CloudCache.from_mirror(_cache_dir(cache_dir), mirror_dir, project, **kwargs),
                    skip_version_check=skip)
 
@@ -141,6 +150,7 @@ class ProjectCache:
         """An offline cache: no network; serves what ``cache_dir`` already holds."""
         skip = kwargs.pop("skip_version_check", False)
         kwargs.pop("use_static_cache", None)  # AllenSDK's option; the layout here is always the same
+        kwargs.setdefault("ui_name", cls.__name__)
         return cls(CloudCache.from_local_cache(_cache_dir(cache_dir), project, **kwargs),
                    skip_version_check=skip)
 
@@ -173,8 +183,8 @@ class ProjectCache:
         """The newest manifest's name."""
         return self.cache.latest_manifest_file()
 
-    def latest_downloaded_manifest_file(self) -> str | None:
-        """The newest manifest already downloaded."""
+    def latest_downloaded_manifest_file(self) -> str:
+        """The newest manifest already downloaded, or ``''``."""
         return self.cache.latest_downloaded_manifest_file()
 
     def list_all_downloaded_manifests(self) -> list[str]:
@@ -186,18 +196,23 @@ class ProjectCache:
         return self.cache.current_manifest()
 
     def load_manifest(self, manifest_name: str) -> None:
-        """Switch to another manifest; tables are re-read for that version."""
-        manifest = self.cache.get_manifest(manifest_name)
-        self._check_version(manifest)
-        self.cache.load_manifest(manifest_name)
+        """Switch to another manifest (a name, or a version such as ``"0.4.0"``); tables are re-read for it."""
+        name = self.cache.resolve_manifest_name(manifest_name)
+        self._check_version(self.cache.get_manifest(name))
+        self.cache.load_manifest(name)
 
     def load_latest_manifest(self) -> None:
-        """Switch to the newest manifest."""
-        self.load_manifest(self.latest_manifest_file())
+        """Switch to the newest manifest (warning if that moves past the newest one used here before)."""
+        self._check_version(self.cache.get_manifest(self.latest_manifest_file()))
+        self.cache.load_latest_manifest()
 
     def compare_manifests(self, manifest_0_name: str, manifest_1_name: str) -> ManifestDiff:
-        """What changed between two manifests; ``print()`` it for the text report."""
+        """What changed between two manifests (names or versions): AllenSDK's report text, as a ``str``."""
         return self.cache.compare_manifests(manifest_0_name, manifest_1_name)
+
+    def construct_local_manifest(self, **kwargs: Any) -> Any:
+        """Re-index the cache directory (see :meth:`releasecache.cache.CloudCache.construct_local_manifest`)."""
+        return self.cache.construct_local_manifest(**kwargs)
 
     @property
     def manifest(self) -> Manifest:
