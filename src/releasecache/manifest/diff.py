@@ -67,12 +67,21 @@ class ManifestDiff(str):
     :meth:`to_json`. Like any non-empty ``str`` it is always true; use
     :attr:`equivalent` to test for "no changes".
 
+    ``details`` maps a changed path to what changed inside the file (a row diff
+    of a CSV, a structural diff of an NWB file; see :mod:`releasecache.audit`):
+    any object with ``summary_lines()``, ``to_markdown()`` and ``to_dict()``.
+    ``str()``, ``print()``, :meth:`to_markdown` and :meth:`to_dict` show them
+    under their change; the string's own text (``in``, ``==``,
+    ``splitlines()``) stays AllenSDK's report.
+
     Parameters
     ----------
     old_version, new_version
         The two manifests' versions.
     changes
         The differences.
+    details
+        ``{path: content diff}`` for changed files (added later by audits, too).
     old_name, new_name
         The two manifests' file names, used in the report's header (the
         versions when not given).
@@ -83,23 +92,29 @@ class ManifestDiff(str):
     old_name: str
     new_name: str
     changes: list[Change]
+    details: dict[str, Any]
 
     def __new__(cls, old_version: str, new_version: str, changes: "list[Change] | tuple[Change, ...]" = (),
-                old_name: str | None = None, new_name: str | None = None) -> "ManifestDiff":
+                details: dict[str, Any] | None = None, *, old_name: str | None = None,
+                new_name: str | None = None) -> "ManifestDiff":
         changes = list(changes)
-        old_name = old_name or old_version
-        new_name = new_name or new_version
-        self = super().__new__(cls, _report_text(old_name, new_name, changes))
+        return super().__new__(cls, _report_text(old_name or old_version, new_name or new_version, changes, {}))
+
+    def __init__(self, old_version: str, new_version: str, changes: "list[Change] | tuple[Change, ...]" = (),
+                 details: dict[str, Any] | None = None, *, old_name: str | None = None,
+                 new_name: str | None = None) -> None:
         self.old_version, self.new_version = old_version, new_version
-        self.old_name, self.new_name = old_name, new_name
-        self.changes = changes
-        return self
+        self.old_name, self.new_name = old_name or old_version, new_name or new_version
+        self.changes = list(changes)
+        self.details = dict(details or {})
 
     def __reduce__(self) -> tuple[Any, ...]:  # str's own pickling would call __new__ with the text only
-        return (type(self), (self.old_version, self.new_version, self.changes, self.old_name, self.new_name))
+        return (_rebuild, (type(self), self.old_version, self.new_version, self.changes, self.details,
+                           self.old_name, self.new_name))
 
     def __str__(self) -> str:
-        return str.__str__(self)
+        # the text plus what audits found inside changed files (just the text when there is none)
+        return _report_text(self.old_name, self.new_name, self.changes, self.details)
 
     def _of(self, kind: Kind) -> list[Change]:
         return [c for c in self.changes if c.kind == kind]
@@ -154,7 +169,8 @@ class ManifestDiff(str):
             "old_name": self.old_name,
             "new_name": self.new_name,
             "equivalent": not self.changes,
-            "changes": [asdict(c) for c in self.changes],
+            "changes": [{**asdict(c), **({"details": self.details[c.path].to_dict()} if c.path in self.details else {})}
+                        for c in self.changes],
         }
 
     def to_markdown(self) -> str:
@@ -169,6 +185,8 @@ class ManifestDiff(str):
             out.append(f"### {kind.capitalize()} ({len(group)})")
             for c in group:
                 out.append(f"- `{c.path}` → `{c.new_path}`" if c.new_path else f"- `{c.path}`")
+                if c.path in self.details:
+                    out.extend("  " + line for line in self.details[c.path].to_markdown().rstrip("\n").splitlines())
             out.append("")
         return "\n".join(out).rstrip() + "\n"
 
@@ -177,15 +195,25 @@ class ManifestDiff(str):
         return json.dumps(self.to_dict(), indent=2)
 
 
-def _report_text(old_name: str, new_name: str, changes: list[Change]) -> str:
-    """AllenSDK's report: a header naming both manifests, then one line per change."""
+def _report_text(old_name: str, new_name: str, changes: list[Change], details: dict[str, Any]) -> str:
+    """AllenSDK's report: a header naming both manifests, then one line per change (and any details under it)."""
     if not changes:
         return EQUIVALENT_TEXT
     lines = ["Changes going from", old_name, "to", new_name, ""]
     for section in ("metadata", "data"):
-        group = sorted((c for c in changes if c.section == section), key=lambda c: c.path)
-        lines.extend(str(c) for c in group)
+        for change in sorted((c for c in changes if c.section == section), key=lambda c: c.path):
+            lines.append(str(change))
+            if change.path in details:
+                lines.extend("    " + line for line in details[change.path].summary_lines())
     return "\n".join(lines) + "\n"
+
+
+def _rebuild(cls: type, old_version: str, new_version: str, changes: list[Change], details: dict[str, Any],
+             old_name: str, new_name: str) -> "ManifestDiff":
+    """Unpickle a diff (or a subclass) from its parts, without the subclass's own constructor."""
+    self = ManifestDiff.__new__(cls, old_version, new_version, changes, old_name=old_name, new_name=new_name)
+    ManifestDiff.__init__(self, old_version, new_version, changes, details, old_name=old_name, new_name=new_name)
+    return self
 
 
 def _compare_section(old: dict[str, FileEntry], new: dict[str, FileEntry], section: Section) -> list[Change]:
