@@ -44,3 +44,14 @@ def test_every_folder_the_cache_creates_is_documented(tmp_path, vbn_bucket):
         assert not missing, f"{doc} does not list {sorted(missing)} in its cache directory block"
         for name in (".partial", ".locks", ".stamps", ".quarantine", ".tables", "manifests", "blobs", "state"):
             assert name in listed, f"{doc} does not list {name}"
+
+
+def test_every_folder_named_in_the_source_is_documented():
+    """Folders the code names directly under a cache directory (some appear only with options, e.g. a budget)."""
+    named = set()
+    for path in (ROOT / "src" / "releasecache").rglob("*.py"):
+        named |= set(re.findall(r'(?:store\.root|self\.root|cache_dir) / "([^"]+)"', path.read_text()))
+    assert {"manifests", "blobs", "state", ".partial"} <= named, named
+    for doc in ("README.md", "docs/how-it-works.md"):
+        missing = named - _listed((ROOT / doc).read_text())
+        assert not missing, f"{doc} does not list {sorted(missing)} in its cache directory block"
