@@ -754,6 +754,8 @@ def test_session_and_probe_ids_in_any_integer_spelling(vbn):
         with pytest.raises(UnknownSessionError) as info:
             cache.get_ecephys_session(bad)
         assert "must be an integer" in str(info.value) and isinstance(info.value, ValueError)
+    with pytest.raises(UnknownSessionError, match="file id must be an integer"):
+        cache.prefetch(file_ids=["abc"])
     with cache.get_ecephys_session(session_id) as session:
         by_id = session.get_lfp(int(probe.name))
         by_name = session.get_lfp(probe["name"])
@@ -808,3 +810,33 @@ def test_construct_local_manifest_adopts_what_an_allensdk_cache_left(sdk_release
             attr = offline.data_path(file_id)
             assert attr["exists"] and attr["local_path"].is_symlink()
             assert blake2b(offline.download_data(file_id).read_bytes()) == attr["file_attributes"].file_hash
+
+
+def test_report_corner_cases_that_differ_on_purpose(sdk_release, sdk_cache):
+    """docs/migration.md, *Reports*: a copy of existing bytes at a new path is 'created'; a removed path
+    whose bytes remain at another existing path is 'deleted' (AllenSDK prints nothing / 'renamed')."""
+    versions = {"1.0.0": {"data": {"a.txt": ("1", b"same bytes"), "b.txt": ("2", b"other")}, "metadata": {}},
+                "2.0.0": {"data": {"a.txt": ("1", b"same bytes"), "b.txt": ("2", b"other"),
+                                   "copy.txt": ("3", b"same bytes")}, "metadata": {}},
+                "3.0.0": {"data": {"a.txt": ("1", b"same bytes")}, "metadata": {}}}
+    bucket, names = sdk_release(versions)
+    cache = sdk_cache(bucket)
+    assert cache.compare_manifests(names[0], names[1]).splitlines()[5:] == ["data/copy.txt created"]
+    assert cache.compare_manifests(names[1], names[2]).splitlines()[5:] == ["data/b.txt deleted",
+                                                                           "data/copy.txt deleted"]
+
+
+def test_data_path_in_a_read_only_cache(sdk_release, sdk_cache, tmp_path):
+    """Read-only, a missing version link cannot be made: local_path is then the stored file, which opens."""
+    bucket, names = sdk_release(three_versions())
+    cache = sdk_cache(bucket)
+    paths = _download_everything(cache, names[:1])
+    paths[names[0]]["1"].unlink()
+    reader = CloudCache.from_local_cache(tmp_path / "cache", PROJECT_X, read_only=True, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutdatedManifestWarning)
+        reader.load_manifest(names[0])
+    attr = reader.data_path("1")
+    assert attr["exists"] and attr["local_path"].read_bytes() == b"first one"
+    assert not paths[names[0]]["1"].exists()  # nothing was written
+    assert reader.data_path("2")["local_path"] == paths[names[0]]["2"]  # the link is there: the familiar path

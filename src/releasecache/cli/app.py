@@ -56,6 +56,8 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (E.UnknownSessionError, EXIT_USAGE),
     (E.NoManifestLoadedError, EXIT_USAGE),
     (E.SourceLayoutError, EXIT_USAGE),
+    (E.InvalidArgumentError, EXIT_USAGE),
+    (E.UnknownProbeError, EXIT_USAGE),
     (E.VersionExistsError, EXIT_USAGE),
     (E.VersioningDisabledError, EXIT_USAGE),
     (E.ManifestError, EXIT_INTEGRITY),

@@ -14,7 +14,7 @@ import pytest
 
 from releasecache.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "cli.md").read_text()
 
 
