@@ -38,6 +38,8 @@ DEFAULT_READ_TIMEOUT = 10.0
 #: Seconds without any answer from the remote (refused, DNS failure, timeouts) after which a
 #: download run stops with one error instead of retrying every file.
 DEFAULT_UNREACHABLE_AFTER = 10.0
+#: Seconds between two writes of one manifest's usage stamp (the size budget's LRU clock).
+DEFAULT_USAGE_INTERVAL = 3600.0
 
 # -- environment variables ------------------------------------------------------------------
 
@@ -57,6 +59,8 @@ ENV_USAGE_LOG = "RELEASECACHE_USAGE_LOG"
 ENV_MAX_SIZE = "RELEASECACHE_MAX_SIZE"
 #: ``posix`` or ``soft`` per-blob locks (see :mod:`releasecache.store.locks`).
 ENV_LOCK_KIND = "RELEASECACHE_LOCK_KIND"
+#: A size budget for the blob store, e.g. ``400GB`` (see :mod:`releasecache.cache.budget`).
+ENV_MAX_SIZE = "RELEASECACHE_MAX_SIZE"
 
 
 def env(name: str) -> str | None:

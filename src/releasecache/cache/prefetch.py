@@ -27,7 +27,6 @@ from ..manifest import FileEntry
 from ..transfer import CancelToken, FetchOutcome
 from ..transfer.resume import read_sidecar
 from ..utils import human_bytes as _human
-from .fetch import ensure_entry
 from .record import note_used
 from .sizes import load_sizes, remember_sizes
 
@@ -252,9 +251,7 @@ def fetch_one(cache: "CloudCache", entry: FileEntry, progress: Any = None, token
     if token is not None:
         token.check()  # queued behind files that were running when the run stopped
     outcome = FetchOutcome(on_size=on_size)
-    ensure_entry(cache.store, cache.transfer, cache.remote, cache.manifest, entry,
-                 progress=progress or (lambda n: None), token=token, outcome=outcome)
-    note_used(cache, entry)
+    cache.ensure(entry, progress=progress or (lambda n: None), token=token, outcome=outcome)
     outcome.on_size = None  # travels back from other processes
     return outcome
 
