@@ -9,8 +9,57 @@ what to do about it.
 from __future__ import annotations
 
 
+#: Names of the context attributes every error has (None when they do not apply).
+CONTEXT_FIELDS = ("path", "url", "key", "version_id", "status", "code", "expected", "got")
+
+
 class ReleaseCacheError(Exception):
-    """Base class of every error raised by releasecache."""
+    """Base class of every error raised by releasecache.
+
+    Besides its message, an error carries what it is about as attributes, so
+    scripts need not parse messages; each is None when it does not apply.
+
+    Attributes
+    ----------
+    path : str or None
+        The file's path in the release (``project_metadata/units.csv``).
+    url, key, version_id : str or None
+        The object asked for: its URL, its S3 key, the pinned version.
+    status : int or None
+        The HTTP status the server answered.
+    code : str or None
+        The S3 error code (``AccessDenied``, ``NoSuchVersion`` ...).
+    expected, got : object or None
+        What the manifest or the request said, and what arrived (a hash, a size,
+        a version id, a byte offset).
+    """
+
+    path: str | None = None
+    url: str | None = None
+    key: str | None = None
+    version_id: str | None = None
+    status: int | None = None
+    code: str | None = None
+    expected: object = None
+    got: object = None
+
+    def with_context(self, **context: object) -> "ReleaseCacheError":
+        """Set context attributes (only the names in :data:`CONTEXT_FIELDS`) and return the error.
+
+        Values already set are kept unless the new one is not None, so an outer
+        layer can add the file's path without losing the remote's details.
+        """
+        for name, value in context.items():
+            if name not in CONTEXT_FIELDS:
+                raise TypeError(f"unknown error context {name!r}")
+            if value is not None:
+                setattr(self, name, value)
+        return self
+
+    @property
+    def context(self) -> dict[str, object]:
+        """The context attributes that are set, as a dict."""
+        return {name: getattr(self, name) for name in CONTEXT_FIELDS if getattr(self, name) is not None}
 
 
 # --- manifests -------------------------------------------------------------
