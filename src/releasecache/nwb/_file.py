@@ -67,19 +67,25 @@ class NwbHandle:
     def _open(self) -> None:
         from pynwb import NWBHDF5IO  # noqa: PLC0415 - pynwb is slow to import
 
-        if self._fileobj is None:
-            io = NWBHDF5IO(str(self.path), mode="r")
-        else:
-            import h5py  # noqa: PLC0415
-
-            self._h5 = h5py.File(self._fileobj, "r")
-            io = NWBHDF5IO(file=self._h5, mode="r")
+        io = None
         try:
+            if self._fileobj is None:
+                io = NWBHDF5IO(str(self.path), mode="r")
+            else:
+                import h5py  # noqa: PLC0415
+
+                self._h5 = h5py.File(self._fileobj, "r")
+                io = NWBHDF5IO(file=self._h5, mode="r")
             self._nwbfile = io.read()
-        except Exception:
-            io.close()
+        except Exception as exc:  # h5py, hdmf and pynwb each have their own ways to say "not NWB"
+            if io is not None:
+                try:
+                    io.close()
+                except Exception:  # a half-open reader must not mask why
+                    pass
             self._close_h5()
-            raise
+            raise NwbLayoutError(f"{self.path.name} is not a readable NWB file: {type(exc).__name__}: "
+                                 f"{str(exc)[:300]}") from exc
         self._io = io
         logger.debug("opened %s", self.path)
 
