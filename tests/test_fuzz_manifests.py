@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 from releasecache import CloudCache, Manifest, compare_manifests
 from releasecache.errors import ReleaseCacheError
-from releasecache.publish import build_manifest
+from releasecache.cache.publish import build_manifest
 from tests._reliability import snapshot
 from tests.support.hostile_server import HostileServer
 
@@ -431,7 +431,8 @@ def test_sample_through_mirror_s3_and_http(sandbox, s3):
 
 
 def test_sample_through_the_command_line(sandbox):
-    from releasecache.cli import EXIT_INTERNAL, cli
+    from releasecache.cli import cli
+    from releasecache.cli.app import EXIT_INTERNAL
 
     before = _outside_snapshot(sandbox)
     work = sandbox / "cli"
@@ -534,7 +535,7 @@ def junk_csvs(draw: Any) -> tuple[str, bytes]:
 
 
 def test_junk_csvs_give_a_table_or_a_metadata_table_error(sandbox):
-    from releasecache.tables import INDEX_COLUMNS, load_table
+    from releasecache.vbn.tables import INDEX_COLUMNS, load_table
 
     work = sandbox / "csv"
     work.mkdir()
@@ -601,7 +602,7 @@ NWB_READS = {
 
 
 def test_files_that_are_not_nwb_give_nwb_layout_error(sandbox, not_nwb_seeds):
-    from releasecache.nwb import BehaviorSession, EcephysSession
+    from releasecache.vbn.nwb import BehaviorSession, EcephysSession
 
     work = sandbox / "nwb"
     work.mkdir()
@@ -665,7 +666,7 @@ def test_print_counts(capsys):
 def test_hdf5_without_nwb_session_groups_gives_nwb_layout_error(kind, read, not_nwb_seeds, tmp_path):
     """An HDF5 file that claims to be NWB, and a valid NWB file with none of a session's groups."""
     from releasecache.errors import NwbLayoutError
-    from releasecache.nwb import BehaviorSession, EcephysSession
+    from releasecache.vbn.nwb import BehaviorSession, EcephysSession
 
     path = tmp_path / "session.nwb"
     path.write_bytes(not_nwb_seeds[kind])

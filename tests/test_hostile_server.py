@@ -30,7 +30,7 @@ from releasecache.errors import (
     RemoteError,
     RemoteNotFoundError,
 )
-from releasecache.stream import open_data
+from releasecache.vbn.streaming import open_data
 from tests._reliability import view_problems
 from tests.support.hostile_server import CASES, HostileServer, serve_release
 

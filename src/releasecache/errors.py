@@ -8,6 +8,8 @@ what to do about it.
 
 from __future__ import annotations
 
+import errno
+
 
 #: Names of the context attributes every error has (None when they do not apply).
 CONTEXT_FIELDS = ("path", "url", "key", "version_id", "status", "code", "expected", "got")
@@ -131,6 +133,21 @@ class TransientRemoteError(RemoteError):
         self.retry_after = retry_after
 
 
+#: What to do when the remote cannot be reached; every "unreachable" message ends with it.
+OFFLINE_HINT = ("to work with what is already cached, open it offline: CloudCache.from_local_cache(cache_dir, "
+                "project) or ProjectCache.from_local_cache(cache_dir) (command line: --offline)")
+
+
+class EndpointUnreachableError(TransientRemoteError):
+    """The remote cannot be reached at all: connection refused, DNS failure, a connect
+    timeout, or a server that accepts connections and never answers.
+
+    A bulk download stops at the first of these that lasts (see
+    :class:`~releasecache.transfer.engine.CircuitBreaker`), with one error instead of
+    one per file.
+    """
+
+
 class OfflineError(ReleaseCacheError):
     """The cache has no remote (``from_local_cache``) and the file is not cached."""
 
@@ -143,12 +160,55 @@ class DownloadError(ReleaseCacheError):
     """A download failed after all retries; names the file, attempts and last cause."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a download; what was done is kept and resumes on the next run.
+
+    It is a :class:`KeyboardInterrupt`, so code that stops on Ctrl-C still stops; it is
+    not a :class:`ReleaseCacheError`, because nothing went wrong.
+
+    Attributes
+    ----------
+    partial_kept : int
+        Files whose downloaded parts were kept in ``.partial/`` for resuming.
+    report : object or None
+        The :class:`~releasecache.cache.prefetch.PrefetchReport` of what a bulk
+        download finished before it stopped (None for a single file).
+    """
+
+    def __init__(self, partial_kept: int, report: object = None) -> None:
+        noun = "download" if partial_kept == 1 else "downloads"
+        super().__init__(f"stopped; {partial_kept} partial {noun} kept — run again to resume")
+        self.partial_kept = partial_kept
+        self.report = report
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class LockTimeoutError(ReleaseCacheError, TimeoutError):
     """Waited too long for another process that holds a blob's lock."""
 
 
 class StorageError(ReleaseCacheError, OSError):
     """The cache directory cannot be written: full disk, permissions, bad layout."""
+
+    _HINTS = {
+        errno.ENOSPC: "the disk is full; free space or choose another cache directory",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EACCES: "permission denied; check the cache directory's permissions",
+        errno.EPERM: "operation not permitted on this filesystem",
+        errno.EROFS: "the filesystem is read-only",
+        errno.EFBIG: "the file is larger than this filesystem or the process's file-size limit (ulimit -f) allows",
+        errno.ELOOP: "a symbolic link was found where a file was expected; remove it",
+    }
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, what: str) -> "StorageError":
+        """A StorageError for ``exc`` met while doing ``what``, with a hint of what to do."""
+        hint = cls._HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+        err = cls(exc.errno or 0, f"{what}: {hint}")
+        err.__cause__ = exc
+        return err
 
 
 class SourceLayoutError(ReleaseCacheError, ValueError):
@@ -157,6 +217,14 @@ class SourceLayoutError(ReleaseCacheError, ValueError):
 
 
 # --- project facade --------------------------------------------------------
+
+
+class VersionExistsError(ReleaseCacheError, ValueError):
+    """A version to publish is already published (versions are immutable)."""
+
+
+class VersioningDisabledError(ReleaseCacheError, ValueError):
+    """A bucket to publish into has no object versioning, so files could not be pinned."""
 
 
 class UnknownSessionError(ReleaseCacheError, KeyError):
@@ -175,6 +243,17 @@ class OutdatedManifestWarning(UserWarning):
 
 class MissingLocalManifestWarning(UserWarning):
     """A file expected in the cache was not found where the manifest says."""
+
+
+class PublisherWarning(UserWarning):
+    """The release contradicts itself: something only a publisher's mistake can cause.
+
+    Raised as a warning (never an error) when loading manifests or fetching
+    files shows that the same S3 ``version_id`` is listed with two different
+    hashes, that the server's object (size or content) contradicts the
+    manifest, or that a manifest version was published again with different
+    content. The message names the manifests, paths and version ids involved.
+    """
 
 
 # --- tables and sessions ---------------------------------------------------
