@@ -30,6 +30,7 @@ from releasecache.errors import (
     RemoteError,
     RemoteNotFoundError,
 )
+from releasecache.remote import HttpRemote, S3Remote
 from releasecache.vbn.streaming import open_data
 from tests._reliability import view_problems
 from tests.support.hostile_server import CASES, HostileServer, serve_release
@@ -109,14 +110,23 @@ def servers():
         yield main, name
 
 
+_REMOTES: dict[tuple[str, str], object] = {}
+
+
+def _remote(server: HostileServer, via: str) -> object:
+    """One remote per server and kind for the module (a boto3 client takes a while to build)."""
+    key = (server.url, via)
+    if key not in _REMOTES:
+        if via == "s3":
+            _REMOTES[key] = S3Remote(server.bucket, endpoint_url=server.url, max_pool_connections=8, **REMOTE_OPTIONS)
+        else:
+            _REMOTES[key] = HttpRemote(server.bucket_url, **REMOTE_OPTIONS)
+    return _REMOTES[key]
+
+
 def _cache(tmp_path: Path, server: HostileServer, name: str, via: str) -> CloudCache:
-    common = dict(transfer_config=TransferConfig(**TRANSFER), progress=False)
-    if via == "s3":
-        cache = CloudCache.from_s3(tmp_path / "cache", server.bucket, PROJECT, endpoint_url=server.url,
-                                   s3_options=REMOTE_OPTIONS, **common)
-    else:
-        cache = CloudCache.from_http(tmp_path / "cache", server.bucket_url, PROJECT, http_options=REMOTE_OPTIONS,
-                                     **common)
+    cache = CloudCache(tmp_path / "cache", _remote(server, via), PROJECT, transfer_config=TransferConfig(**TRANSFER),
+                       progress=False)
     server.case = "ok"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
