@@ -133,6 +133,10 @@ class TransientRemoteError(RemoteError):
         self.retry_after = retry_after
 
 
+class RangeNotSatisfiable(RemoteError):
+    """The server answered 416 (e.g. a range request on an empty object)."""
+
+
 #: What to do when the remote cannot be reached; every "unreachable" message ends with it.
 OFFLINE_HINT = ("to work with what is already cached, open it offline: CloudCache.from_local_cache(cache_dir, "
                 "project) or ProjectCache.from_local_cache(cache_dir) (command line: --offline)")
@@ -154,6 +158,30 @@ class OfflineError(ReleaseCacheError):
 
 class IntegrityError(ReleaseCacheError):
     """Downloaded bytes do not match the manifest (hash, size or version id)."""
+
+    #: True if downloading again cannot help (the server holds other content).
+    permanent = False
+
+
+class VersionMismatchError(IntegrityError):
+    """The server sent another version of the object than the manifest pins; never retried.
+
+    Attributes
+    ----------
+    path
+        The file's path in the release.
+    expected, actual
+        The version id the manifest pins, and the one the server sent (``got``
+        is the same as ``actual``, like every error's context).
+    """
+
+    permanent = True
+
+    def __init__(self, message: str, *, path: str | None = None, expected: str | None = None,
+                 actual: str | None = None) -> None:
+        super().__init__(message)
+        self.path, self.expected, self.actual = path, expected, actual
+        self.got = actual
 
 
 class DownloadError(ReleaseCacheError):

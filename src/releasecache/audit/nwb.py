@@ -21,7 +21,6 @@ datasets are fetched; ``paths=`` narrows that further).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 import numpy as np
 
 from ..errors import NwbLayoutError
+from ..utils import new_hasher
 
 if TYPE_CHECKING:
     import h5py
@@ -437,7 +437,9 @@ def _block_hash(block: np.ndarray) -> bytes:
         data = b"".join(_block_hash(np.ascontiguousarray(block[name])) for name in block.dtype.names)
     else:
         data = np.ascontiguousarray(block).tobytes()
-    return hashlib.blake2b(data, digest_size=32).digest()
+    hasher = new_hasher(digest_size=32)
+    hasher.update(data)
+    return hasher.digest()
 
 
 class _ValueTally:
@@ -491,7 +493,7 @@ class _ValueTally:
 
 def _compare_values(h5a: Any, h5b: Any, a: Any, b: Any, block_bytes: int) -> ValueChange | None:
     """Read both datasets once, block by block; None if every block hashes the same."""
-    hash_a, hash_b = hashlib.blake2b(digest_size=32), hashlib.blake2b(digest_size=32)
+    hash_a, hash_b = new_hasher(digest_size=32), new_hasher(digest_size=32)
     tally = _ValueTally(a.shape or ())
     offset = 0
     for block_a, block_b in zip(_blocks(a, block_bytes), _blocks(b, block_bytes)):

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from ..config import ENV_MAX_SIZE
 from ..errors import StorageError
 from ..store.views import downloaded_manifests
 from ..utils import human_bytes
@@ -51,7 +52,7 @@ log = logging.getLogger("releasecache")
 #: Seconds between two writes of one manifest's usage stamp.
 USAGE_INTERVAL = 3600.0
 #: Environment variable for the default budget.
-MAX_SIZE_ENV = "RELEASECACHE_MAX_SIZE"
+MAX_SIZE_ENV = ENV_MAX_SIZE
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "p": 10**15, "pb": 10**15, "kib": 2**10, "mib": 2**20, "gib": 2**30,

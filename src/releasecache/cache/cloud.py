@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, ENV_USAGE_LOG
+from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_USAGE_LOG
 from ..errors import ManifestNotFoundError, NoManifestLoadedError, OfflineError, OutdatedManifestWarning
 from ..manifest import FileEntry, Manifest, ManifestDiff, check_relative_path, compare_manifests, sort_manifest_names
 from ..remote import Remote, make_remote
@@ -454,7 +454,7 @@ class CloudCache:
         return du.disk_usage(self.store)
 
     def gc(self, keep: "Iterable[str | Manifest] | None" = None, *, dry_run: bool = True,
-           partial_age_days: float | None = 7.0) -> "GCReport":
+           partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS) -> "GCReport":
         """Delete blobs no kept manifest needs, and the views of versions not kept.
 
         ``keep`` defaults to the loaded manifest (else the last used one).

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-
 import click
 
+from ..config import DEFAULT_PARTIAL_AGE_DAYS
 from .app import EXIT_FILES_FAILED, cli, emit_json, json_mode, json_option, resolve_manifest_name
 
 
@@ -54,7 +54,7 @@ def du(ctx: click.Context, as_json: bool) -> None:
               help="A version or manifest name whose files stay (repeatable; default: the current one).")
 @click.option("--dry-run/--delete", "dry_run", default=True, show_default=True,
               help="Only report what would be deleted, or delete it.")
-@click.option("--partial-age-days", type=float, default=7.0, show_default=True,
+@click.option("--partial-age-days", type=float, default=DEFAULT_PARTIAL_AGE_DAYS, show_default=True,
               help="Also remove unfinished downloads untouched this long.")
 @json_option
 @click.pass_context

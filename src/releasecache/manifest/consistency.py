@@ -16,11 +16,11 @@ manifests.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from typing import Iterable, Mapping
 
 from ..errors import PublisherWarning
+from ..utils import hash_bytes
 from .model import Manifest
 
 
@@ -55,7 +55,7 @@ def duplicate_versions(manifests: Mapping[str, bytes]) -> list[str]:
             version = Manifest.from_bytes(data, name=name).version
         except Exception:  # an invalid manifest is reported where it is loaded
             continue
-        by_version.setdefault(version, []).append((name, hashlib.blake2b(data).hexdigest()))
+        by_version.setdefault(version, []).append((name, hash_bytes(data)))
     out = []
     for version, copies in sorted(by_version.items()):
         if len({digest for _, digest in copies}) > 1:
@@ -68,8 +68,8 @@ def republished(name: str, cached: bytes, served: bytes) -> str | None:
     """A message if the bucket now serves other bytes for a manifest this cache saved earlier."""
     if cached == served:
         return None
-    return (f"manifest {name} on the server (blake2b {hashlib.blake2b(served).hexdigest()[:16]}…) differs from the "
-            f"copy saved in this cache (blake2b {hashlib.blake2b(cached).hexdigest()[:16]}…): the version was "
+    return (f"manifest {name} on the server (blake2b {hash_bytes(served)[:16]}…) differs from the "
+            f"copy saved in this cache (blake2b {hash_bytes(cached)[:16]}…): the version was "
             "published again with different content; the saved copy is kept")
 
 

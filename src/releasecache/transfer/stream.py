@@ -42,7 +42,14 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from ..errors import DownloadError, IntegrityError, ReleaseCacheError, RemoteError, TransientRemoteError
+from ..errors import (
+    DownloadError,
+    IntegrityError,
+    ReleaseCacheError,
+    RemoteError,
+    TransientRemoteError,
+    VersionMismatchError,
+)
 from ..manifest import S3Location
 from ..remote.base import RangeNotSatisfiable, Remote
 from ..utils import new_hasher
@@ -283,12 +290,14 @@ class RemoteFile(io.RawIOBase):
         """Refuse an answer that is not provably the pinned version from the host asked."""
         pinned = self.location.version_id
         if self.remote.reports_version and pinned and response.version_id != pinned:
-            if response.version_id is None:
-                why = "no version id; refusing to read bytes that cannot be shown to be that version"
-            else:
-                why = f"{response.version_id}; refusing to read another version of the file"
-            raise IntegrityError(f"{self.name}: asked for version {pinned}, the server sent {why}").with_context(
-                    **self._context(expected=pinned, got=response.version_id))
+            if response.version_id is not None:
+                raise VersionMismatchError(
+                    f"{self.name}: asked for version {pinned}, the server sent {response.version_id}; refusing to "
+                    "read another version of the file", path=self.name, expected=pinned, actual=response.version_id
+                ).with_context(**self._context())
+            raise IntegrityError(f"{self.name}: asked for version {pinned}, the server sent no version id; refusing "
+                                 "to read bytes that cannot be shown to be that version").with_context(
+                **self._context(expected=pinned))
         if response.redirected_to is not None:
             raise RemoteError(
                 f"{self.name}: answered by another host ({response.redirected_to}) after a redirect; streamed "
