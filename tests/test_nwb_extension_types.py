@@ -581,3 +581,38 @@ def test_a_missing_required_part_names_the_part_and_the_file(tmp_path, part):
         assert path.name in str(info.value) and words in str(info.value)
         assert isinstance(info.value, ReleaseCacheError) and isinstance(info.value, ValueError)
         session.metadata  # other parts still read
+
+
+# --- the same through the cache, from the loopback S3 server --------------------------------
+
+
+@pytest.mark.parametrize("session_id", [E3, HABITUATION])
+def test_sessions_from_the_loopback_server_match_the_ground_truth(vbn_bucket, tmp_path, session_id):
+    """``ProjectCache`` on the published release (latest manifest: the stage checked here)."""
+    from releasecache import ProjectCache
+
+    cache = ProjectCache.from_s3(tmp_path / "cache", endpoint_url=vbn_bucket.endpoint_url,
+                                 progress=False)
+    truth = Truth(session_id)
+    if truth.ecephys:
+        session = cache.get_ecephys_session(ecephys_session_id=session_id)
+    else:
+        session = cache.get_behavior_session(behavior_session_id=session_id)
+    with session:
+        for name in sorted(session.list_data_attributes_and_methods(), key=lambda n: n != "probes"):
+            CHECKS[name](session, truth)
+
+
+def test_a_streamed_session_reads_the_extension_types(vbn_bucket, tmp_path):
+    """Streamed from the server (a file object, not a path): the same values."""
+    from releasecache import ProjectCache
+
+    cache = ProjectCache.from_s3(tmp_path / "cache", endpoint_url=vbn_bucket.endpoint_url,
+                                 progress=False)
+    truth = Truth(E1)
+    with cache.get_ecephys_session(E1, stream=True) as session:
+        assert session.streamed
+        for name in ("metadata", "task_parameters", "stimulus_presentations", "probes",
+                     "get_units", "mean_waveforms", "eye_tracking", "eye_tracking_rig_geometry",
+                     "stimulus_templates"):
+            CHECKS[name](session, truth)

@@ -39,7 +39,7 @@ def _type_map_for(h5: Any) -> Any:
     about a second per file; files of one release embed the same ones, so a
     session and its probe files load them once per process.
     """
-    from pynwb import NWBHDF5IO, get_type_map  # noqa: PLC0415
+    from pynwb import NWBHDF5IO, get_type_map  # noqa: PLC0415 - slow to import; only on first read
 
     key = _cached_namespaces(h5)
     with _TYPE_MAPS_LOCK:
@@ -98,7 +98,8 @@ class NwbHandle:
         return self._nwbfile
 
     def _open(self) -> None:
-        import h5py  # noqa: PLC0415 - pynwb is slow to import
+        # h5py/hdmf/pynwb are slow to import: only when a file is first read
+        import h5py  # noqa: PLC0415
         from hdmf.build import BuildManager  # noqa: PLC0415
         from pynwb import NWBHDF5IO  # noqa: PLC0415
 
