@@ -19,7 +19,6 @@ sets the number of bulk manifests (default 5,000); the samples scale with it.
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import logging

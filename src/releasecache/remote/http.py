@@ -50,9 +50,11 @@ class HttpRemote(Remote):
         Seconds one response body may take, plus one second per MiB it announces
         (None: no limit); cuts off a server that drips bytes or never ends a body.
 
+    Notes
+    -----
     Redirects are followed (at most five); a streamed read refuses an answer from
-    another host (see :class:`~releasecache.stream.RemoteFile`), while a download
-    is checked against the manifest's hash wherever it came from.
+    another host (see :class:`~releasecache.transfer.stream.RemoteFile`), while a
+    download is checked against the manifest's hash wherever it came from.
     """
 
     def __init__(
