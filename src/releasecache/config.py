@@ -31,6 +31,8 @@ DEFAULT_LOCK_LEASE = 120.0
 DEFAULT_PARTIAL_AGE_DAYS = 7.0
 #: Lock kind when neither the argument nor ``RELEASECACHE_LOCK_KIND`` says.
 DEFAULT_LOCK_KIND = "posix"
+#: Seconds between two writes of one manifest's usage stamp (the size budget's LRU clock).
+DEFAULT_USAGE_INTERVAL = 3600.0
 
 # -- environment variables ------------------------------------------------------------------
 
@@ -50,6 +52,8 @@ ENV_USAGE_LOG = "RELEASECACHE_USAGE_LOG"
 ENV_MAX_SIZE = "RELEASECACHE_MAX_SIZE"
 #: ``posix`` or ``soft`` per-blob locks (see :mod:`releasecache.store.locks`).
 ENV_LOCK_KIND = "RELEASECACHE_LOCK_KIND"
+#: A size budget for the blob store, e.g. ``400GB`` (see :mod:`releasecache.cache.budget`).
+ENV_MAX_SIZE = "RELEASECACHE_MAX_SIZE"
 
 
 def env(name: str) -> str | None:
