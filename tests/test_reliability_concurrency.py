@@ -257,7 +257,7 @@ def test_soft_lock_of_a_killed_process_is_broken(tmp_path):
     assert read_owner(owner).pid == holder.proc.pid
     holder.proc.send_signal(signal.SIGKILL)
     holder.finish(30)
-    assert lock_path.exists()  # a soft lock outlives its process...
+    assert lock_path.with_suffix(".lease").exists()  # a soft lock outlives its process...
     lock = BlobLock(lock_path, owner, kind="soft", lease=3600)
     assert lock.acquire(timeout=30)  # ...but is broken because its pid is gone
     assert read_owner(owner).pid == os.getpid()
@@ -269,7 +269,7 @@ def test_soft_lock_lease_breaks_a_silent_holder_on_another_host(tmp_path, caplog
     """A soft lock whose owner is on another host (so its pid cannot be checked) is broken once
     its owner record stays unchanged for a whole lease."""
     lock_path, owner = tmp_path / "y.lock", tmp_path / "y.owner"
-    lock_path.write_text("4242\nsome-other-host\n")
+    lock_path.with_suffix(".lease").write_text("4242\nsome-other-host\n")
     owner.write_text(json.dumps({"pid": 4242, "host": "some-other-host", "since": time.time() - 5, "kind": "soft"}))
     caplog.set_level("INFO", logger="releasecache")
     lock = BlobLock(lock_path, owner, kind="soft", lease=1.0)

@@ -127,14 +127,15 @@ def constrained_fetch(settings: dict[str, Any]) -> None:
 
 
 def hold_lock(settings: dict[str, Any]) -> None:
-    """Hold a blob lock (``lock`` path, ``kind``, ``lease``) for ``seconds``; print 'held' and 'released'."""
+    """Hold a blob lock (``lock`` path, ``kind`` (default: auto), ``lease``) for ``seconds``;
+    print 'held' and 'released'."""
     from pathlib import Path
 
     from releasecache.locks import BlobLock
 
     path = Path(settings["lock"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = BlobLock(path, path.with_suffix(".owner"), kind=settings.get("kind", "posix"),
+    lock = BlobLock(path, path.with_suffix(".owner"), kind=settings.get("kind"),
                     lease=settings.get("lease", 120.0))
     lock.acquire(timeout=60)
     print("held", flush=True)
