@@ -146,7 +146,12 @@ def hold_lock(settings: dict[str, Any]) -> None:
     print("released", flush=True)
 
 
-ACTIONS = {"prefetch_forever": prefetch_forever, "gc_loop": gc_loop, "constrained_fetch": constrained_fetch,
+def fetch(settings: dict[str, Any]) -> None:
+    """:func:`fetch_and_verify` as a command: print its result as JSON."""
+    print(json.dumps(fetch_and_verify(settings)), flush=True)
+
+
+ACTIONS = {"fetch": fetch, "prefetch_forever": prefetch_forever, "gc_loop": gc_loop, "constrained_fetch": constrained_fetch,
            "hold_lock": hold_lock}
 
 
