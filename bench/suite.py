@@ -406,7 +406,7 @@ class Suite:
     def table_reload(self, csv: Path, reps: int) -> dict:
         """Reload of an unchanged units table from its columnar sidecar vs parsing the CSV again."""
         import pandas as pd
-        from releasecache.tables import file_content_hash, load_table
+        from releasecache.vbn.tables import file_content_hash, load_table
 
         sidecars = self.fresh_dir("w4-sidecars")
         content_hash = file_content_hash(csv)

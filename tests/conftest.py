@@ -84,7 +84,7 @@ def vbn_release(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def vbn_bucket(s3_server, vbn_release) -> SimpleNamespace:
     """The VBN fixture published to the loopback S3 server, in the real bucket's name and layout."""
-    from releasecache.project import BUCKET_NAME, PROJECT_NAME
+    from releasecache.vbn.project import BUCKET_NAME, PROJECT_NAME
 
     manifests = publish_fixture(s3_server, BUCKET_NAME, PROJECT_NAME, vbn_release)
     return SimpleNamespace(bucket=BUCKET_NAME, project=PROJECT_NAME, manifests=manifests,

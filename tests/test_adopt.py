@@ -10,10 +10,10 @@ import warnings
 import pytest
 
 from releasecache import CloudCache, OutdatedManifestWarning
-from releasecache.adopt import adopt, detect_layout
+from releasecache.cache.adopt import adopt, detect_layout
 from releasecache.errors import SourceLayoutError
 from tests.support.fixtures.toy import PROJECT
-from releasecache.publish import file_blake2b
+from releasecache.utils import hash_file as file_blake2b
 
 
 def manifest_bytes(s3_server, bucket: str, name: str) -> bytes:

@@ -18,7 +18,7 @@ from releasecache.errors import (
     UnknownFileError,
 )
 from tests.support.fixtures.toy import PROJECT
-from releasecache.publish import file_blake2b
+from releasecache.utils import hash_file as file_blake2b
 
 
 def _load(cache, name):

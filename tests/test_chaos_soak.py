@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from releasecache.locks import BlobLock
+from releasecache.store.locks import BlobLock
 from tests.support.proxy import Fault
 from tests.support.soak import ROLES
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from releasecache.cli import cli
 from tests.support.fixtures.toy import PROJECT
-from releasecache.publish import file_blake2b
+from releasecache.utils import hash_file as file_blake2b
 from tests.support.proxy import Fault, default_match
 
 ALL_TOY_FILES_V1 = 10

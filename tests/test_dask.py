@@ -10,9 +10,9 @@ import pytest
 from distributed import Client, LocalCluster
 
 from releasecache import CloudCache
-from releasecache.bulk import _fetch_one
+from releasecache.cache.prefetch import fetch_one as _fetch_one
 from tests.support.fixtures.toy import PROJECT
-from releasecache.publish import file_blake2b
+from releasecache.utils import hash_file as file_blake2b
 from tests.support.proxy import default_match
 
 
@@ -78,7 +78,7 @@ def _session_count(project_cache) -> int:
 
 
 def test_project_cache_runs_on_a_worker(client, vbn_bucket, tmp_path):
-    from releasecache.project import ProjectCache
+    from releasecache.vbn.project import ProjectCache
 
     cache = ProjectCache.from_s3(tmp_path / "vbn", endpoint_url=vbn_bucket.endpoint_url, progress=False)
     here = len(cache.get_ecephys_session_table())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from releasecache import compare_manifests
-from releasecache.diff import EQUIVALENT_TEXT
+from releasecache.manifest.diff import EQUIVALENT_TEXT
 
 
 def test_every_kind_of_change(toy_bucket):
@@ -57,8 +57,8 @@ def test_committed_vbn_manifests_match_the_fixture(vbn_bucket):
     import json
 
     from releasecache.manifest import Manifest
-    from releasecache.project import BUCKET_NAME, PROJECT_NAME
-    from releasecache.publish import build_manifest
+    from releasecache.vbn.project import BUCKET_NAME, PROJECT_NAME
+    from releasecache.cache.publish import build_manifest
 
     module, paths = _committed()
     assert [p.name for p in paths] == vbn_bucket.names

@@ -23,8 +23,8 @@ def test_docs_build_without_warnings(tmp_path):
     for name in cli.commands:  # the reference is generated from the commands themselves
         assert f'id="releasecache-{name}"' in cli_page, name
     api = (out / "api.html").read_text()
-    for obj in ("releasecache.cache.CloudCache.prefetch", "releasecache.project.ProjectCache.get_ecephys_session",
-                "releasecache.stream.RemoteFile", "releasecache.adopt.adopt", "releasecache.diff.compare_manifests"):
+    for obj in ("releasecache.cache.CloudCache.prefetch", "releasecache.vbn.project.ProjectCache.get_ecephys_session",
+                "releasecache.transfer.stream.RemoteFile", "releasecache.cache.adopt.adopt", "releasecache.manifest.diff.compare_manifests"):
         assert f'id="{obj}"' in api, obj
     index = (out / "index.html").read_text()
     for page in [p.stem for p in DOCS.glob("*.md") if p.stem != "index"]:

@@ -24,7 +24,7 @@ import warnings
 import pytest
 
 from releasecache.errors import LockFallbackWarning
-from releasecache.locks import BlobLock, choose_lock_kind, probe_locks, read_owner
+from releasecache.store.locks import BlobLock, choose_lock_kind, probe_locks, read_owner
 from tests.support import nolockfs
 from tests.support.proxy import Fault, default_match
 from tests.support.workers import fetch_and_verify

@@ -123,7 +123,7 @@ def test_two_entries_on_one_path_rejected():
 
 
 def test_enormous_document_rejected(tmp_path, monkeypatch):
-    import releasecache.manifest as mod
+    import releasecache.manifest.model as mod
 
     monkeypatch.setattr(mod, "MAX_MANIFEST_BYTES", 1000)
     path = tmp_path / "p_manifest_v1.0.0.json"

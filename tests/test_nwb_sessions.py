@@ -15,7 +15,7 @@ from releasecache.errors import ReleaseCacheError, SessionClosedError, UnknownPr
 from tests.support.fixtures._vbn_behavior import simulate
 from tests.support.fixtures._vbn_specs import ECEPHYS
 from tests.support.fixtures._vbn_tables import behavior_config
-from releasecache.nwb import BehaviorSession, EcephysSession, ProbeMeta
+from releasecache.vbn.nwb import BehaviorSession, EcephysSession, ProbeMeta
 
 PROJECT = "visual-behavior-neuropixels"
 E1, E2, E3 = 1044385384, 1044594870, 1053941483

@@ -176,7 +176,7 @@ def test_manifest_methods_and_version_gate(project, vbn_bucket, tmp_path):
     assert cache.list_all_downloaded_manifests() == [vbn_bucket.names[-1]]
     offline = ProjectCache.from_local_cache(tmp_path / "cache")
     assert offline.current_manifest() == vbn_bucket.names[-1]
-    import releasecache.project as module
+    import releasecache.vbn.project as module
 
     old = module.MANIFEST_COMPATIBILITY
     module.MANIFEST_COMPATIBILITY = ("1.0.0", "2.0.0")

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from releasecache.errors import LockTimeoutError
-from releasecache.locks import BlobLock, read_owner
+from releasecache.store.locks import BlobLock, read_owner
 from tests.support.proxy import Fault, default_match
 from tests.support.workers import fetch_and_verify
 

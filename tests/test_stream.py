@@ -15,7 +15,8 @@ from releasecache import CloudCache, OutdatedManifestWarning, TransferConfig
 from releasecache.errors import DownloadError, IntegrityError
 from tests.support.fixtures.toy import PROJECT
 from releasecache.remote.local import LocalRemote
-from releasecache.stream import RemoteFile, open_data, open_nwb, stream_nwb
+from releasecache.transfer.stream import RemoteFile
+from releasecache.vbn.streaming import open_data, open_nwb, stream_nwb
 from tests.support.proxy import Fault
 from tests.support.s3server import publish_fixture
 

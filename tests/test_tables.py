@@ -11,7 +11,7 @@ import pytest
 
 from releasecache.errors import MetadataTableError, ReleaseCacheError
 from tests.support.fixtures.vbn import write_full_scale_tables
-from releasecache.tables import (
+from releasecache.vbn.tables import (
     INDEX_COLUMNS,
     filter_abnormal_sessions,
     file_content_hash,

@@ -8,22 +8,25 @@ from __future__ import annotations
 import logging
 
 from .cache import CloudCache
-from .diff import ManifestDiff, compare_manifests
+from .config import __version__
 from .errors import OutdatedManifestWarning, ReleaseCacheError
-from .manifest import FileEntry, Manifest
+from .manifest import FileEntry, Manifest, ManifestDiff, compare_manifests
 from .transfer import TransferConfig
-
-__version__ = "0.1.0"
 
 logging.getLogger("releasecache").addHandler(logging.NullHandler())
 
 
 def __getattr__(name: str):  # the facade pulls in pynwb; import it only when asked
     if name == "ProjectCache":
-        from .project import ProjectCache
+        # imported on first use: the facade pulls in pandas and pynwb
+        from .vbn.project import ProjectCache
 
         return ProjectCache
     raise AttributeError(f"module 'releasecache' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the public names only, not the subpackages imported on the way
+    return sorted([*__all__, "__version__"])
 
 
 __all__ = [

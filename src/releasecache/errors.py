@@ -8,6 +8,8 @@ what to do about it.
 
 from __future__ import annotations
 
+import errno
+
 
 class ReleaseCacheError(Exception):
     """Base class of every error raised by releasecache."""
@@ -101,6 +103,24 @@ class LockTimeoutError(ReleaseCacheError, TimeoutError):
 class StorageError(ReleaseCacheError, OSError):
     """The cache directory cannot be written: full disk, permissions, bad layout."""
 
+    _HINTS = {
+        errno.ENOSPC: "the disk is full; free space or choose another cache directory",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EACCES: "permission denied; check the cache directory's permissions",
+        errno.EPERM: "operation not permitted on this filesystem",
+        errno.EROFS: "the filesystem is read-only",
+        errno.EFBIG: "the file is larger than this filesystem or the process's file-size limit (ulimit -f) allows",
+        errno.ELOOP: "a symbolic link was found where a file was expected; remove it",
+    }
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, what: str) -> "StorageError":
+        """A StorageError for ``exc`` met while doing ``what``, with a hint of what to do."""
+        hint = cls._HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+        err = cls(exc.errno or 0, f"{what}: {hint}")
+        err.__cause__ = exc
+        return err
+
 
 class SourceLayoutError(ReleaseCacheError, ValueError):
     """A directory to adopt or publish from is not laid out as expected
@@ -108,6 +128,14 @@ class SourceLayoutError(ReleaseCacheError, ValueError):
 
 
 # --- project facade --------------------------------------------------------
+
+
+class VersionExistsError(ReleaseCacheError, ValueError):
+    """A version to publish is already published (versions are immutable)."""
+
+
+class VersioningDisabledError(ReleaseCacheError, ValueError):
+    """A bucket to publish into has no object versioning, so files could not be pinned."""
 
 
 class UnknownSessionError(ReleaseCacheError, KeyError):

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from releasecache import OutdatedManifestWarning
-from releasecache.units import human_bytes as _human
+from releasecache.utils import human_bytes as _human
 from .proxy import FaultProxy
 from .s3server import S3Server, publish_fixture
 
@@ -38,7 +38,7 @@ def _tree(root: Path, below: str, limit: int = 6) -> None:
 
 def run(workdir: Path) -> None:
     from .fixtures.vbn import build_vbn_release
-    from releasecache.project import BUCKET_NAME, PROJECT_NAME, ProjectCache
+    from releasecache.vbn.project import BUCKET_NAME, PROJECT_NAME, ProjectCache
 
     with S3Server() as server, FaultProxy(server.endpoint_url) as counter:
         _say(f"An S3-compatible server is running at {server.endpoint_url} (bucket versioning on, public read)")

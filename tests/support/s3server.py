@@ -117,7 +117,7 @@ class S3Server:
 
 def publish_fixture(server: S3Server, bucket: str, project: str, versions: dict[str, Path], **kwargs: Any) -> list:
     """Create a public versioned bucket on ``server`` and publish every version into it."""
-    from releasecache.publish import publish_release
+    from releasecache.cache.publish import publish_release
 
     server.create_public_bucket(bucket)
     return publish_release(server.publisher(bucket), project, versions, **kwargs)

@@ -38,7 +38,7 @@ ROLES = ("download", "prefetch", "switch", "verify", "gc")
 
 
 def _wrong_bytes(path: Any, file_hash: str) -> str | None:
-    from releasecache.maintenance import hash_file
+    from releasecache.utils import hash_file
 
     try:
         digest = hash_file(os.path.realpath(path))

@@ -7,8 +7,8 @@ resource limits are real.
 
 Settings used by every worker: ``cache_dir``, ``bucket``, ``project``,
 ``endpoint_url``, ``manifest`` (name), and optionally ``transfer`` (a
-:class:`~releasecache.transfer.TransferConfig` dict), ``s3_options``,
-``cache_options`` (extra :class:`~releasecache.cache.CloudCache` keywords).
+:class:`~releasecache.transfer.config.TransferConfig` dict), ``s3_options``,
+``cache_options`` (extra :class:`~releasecache.cache.cloud.CloudCache` keywords).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def open_cache(settings: dict[str, Any]) -> Any:
 
 
 def _check(path: Any, file_hash: str) -> str | None:
-    from releasecache.maintenance import hash_file
+    from releasecache.utils import hash_file
 
     try:
         digest = hash_file(os.path.realpath(path))
@@ -131,7 +131,7 @@ def hold_lock(settings: dict[str, Any]) -> None:
     print 'held' and 'released'."""
     from pathlib import Path
 
-    from releasecache.locks import BlobLock
+    from releasecache.store.locks import BlobLock
 
     path = Path(settings["lock"])
     path.parent.mkdir(parents=True, exist_ok=True)

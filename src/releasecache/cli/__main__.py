@@ -1,0 +1,5 @@
+"""``python -m releasecache.cli``."""
+
+from . import main
+
+main()

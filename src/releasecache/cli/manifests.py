@@ -1,0 +1,104 @@
+"""``manifests`` and ``diff``: list a release's versions, compare two."""
+
+from __future__ import annotations
+
+import os
+
+from typing import Any
+
+import click
+
+from .. import errors as E
+from .app import EXIT_FILES_FAILED, Settings, cli, emit_json, json_mode, json_option, resolve_manifest_name, say
+from ..manifest import Manifest, compare_manifests, sort_manifest_names, version_from_manifest_name
+
+
+@cli.command()
+@click.option("--refresh", is_flag=True, help="List the remote again (ignored offline).")
+@json_option
+@click.pass_context
+def manifests(ctx: click.Context, refresh: bool, as_json: bool) -> None:
+    """List the release's manifests, remote and downloaded.
+
+    Marks the latest one and the current one (the manifest used last in this
+    cache directory).
+    """
+    settings = json_mode(ctx, as_json)
+    cache = settings.cache()
+    downloaded = cache.list_all_downloaded_manifests()
+    remote = None if cache.remote is None else cache.list_manifest_file_names(refresh=refresh)
+    names = sort_manifest_names(list(set(downloaded) | set(remote or [])))
+    latest = names[-1] if names else None
+    current = cache.last_used_manifest_file()
+    rows = [{"name": n, "version": str(version_from_manifest_name(n)),
+             "remote": None if remote is None else n in remote, "downloaded": n in downloaded,
+             "latest": n == latest, "current": n == current} for n in names]
+    if as_json:
+        emit_json({"project": settings.project, "source": settings.describe_source(), "latest": latest,
+                    "current": current, "manifests": rows})
+        return
+    say(f"{settings.project} manifests from {settings.describe_source()} (cache {cache.cache_dir}):")
+    if not rows:
+        click.echo("  (none)")
+    for r in rows:
+        marks = [m for m, on in (("remote", r["remote"]), ("downloaded", r["downloaded"]),
+                                 ("latest", r["latest"]), ("current", r["current"])) if on]
+        click.echo(f"  {r['name']:<60} {' '.join(marks)}")
+
+
+def _manifest_arg(settings: Settings, spec: str, cache_holder: list[Any]) -> "Manifest":
+    """A manifest from a local JSON file, or by name/version from the cache or the remote."""
+    if os.path.isfile(spec):
+        return Manifest.from_path(spec)
+    if settings.cache_dir is not None:
+        if not cache_holder:
+            cache_holder.append(settings.cache())
+        cache = cache_holder[0]
+        return cache.get_manifest(resolve_manifest_name(cache, spec))
+    remote = settings.remote()
+    if remote is None:
+        raise click.UsageError(f"{spec!r} is not a file; to look a manifest up by name offline, pass --cache-dir")
+    name = _resolve_remote_name(remote, settings.project, spec)  # no cache directory: nothing is written
+    return Manifest.from_bytes(remote.get_manifest(settings.project, name), name=name)
+
+
+def _resolve_remote_name(remote: Any, project: str, spec: str) -> str:
+    names = sort_manifest_names(remote.list_manifests(project))
+    if spec == "latest" and names:
+        return names[-1]
+    if spec in names:
+        return spec
+    wanted = spec[1:] if spec.startswith("v") else spec
+    for name in names:
+        if str(version_from_manifest_name(name)) == wanted:
+            return name
+    raise E.ManifestNotFoundError(f"no manifest {spec!r} for project {project!r}; available: "
+                                  f"{', '.join(names) or 'none'}")
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@click.option("--markdown", is_flag=True, help="A Markdown release note instead of text.")
+@click.option("--exit-code", is_flag=True, help="Exit with 1 if the manifests differ (like 'git diff --exit-code').")
+@json_option
+@click.pass_context
+def diff(ctx: click.Context, old: str, new: str, markdown: bool, exit_code: bool, as_json: bool) -> None:
+    """Compare two manifests: files created, deleted, changed and renamed.
+
+    OLD and NEW are manifest JSON files (no network at all), versions
+    (0.4.0) or manifest names, fetched from the cache or the remote.
+    """
+    settings = json_mode(ctx, as_json)
+    if markdown and as_json:
+        raise click.UsageError("choose one of --json and --markdown")
+    holder: list[Any] = []
+    result = compare_manifests(_manifest_arg(settings, old, holder), _manifest_arg(settings, new, holder))
+    if as_json:
+        emit_json(result.to_dict())
+    elif markdown:
+        click.echo(result.to_markdown(), nl=False)
+    else:
+        click.echo(str(result))
+    if exit_code and result:
+        ctx.exit(EXIT_FILES_FAILED)

@@ -1,0 +1,45 @@
+"""Relative paths from untrusted input, checked before they touch the cache directory."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+
+from ..errors import UnsafePathError
+from ..utils import short_repr
+
+
+def check_relative_path(path: str, *, what: str) -> str:
+    """Return ``path`` if it is a safe relative POSIX path inside a directory.
+
+    Raises
+    ------
+    UnsafePathError
+        For absolute paths, ``..`` or ``.`` segments, empty segments,
+        backslashes, NUL or control characters, or an over-long path.
+    """
+    if not isinstance(path, str) or not path:
+        raise UnsafePathError(f"{what}: empty path")
+    if any(ord(c) < 32 or c == "\x7f" for c in path):
+        raise UnsafePathError(f"{what}: path {short_repr(path)} contains NUL or control characters")
+    if "\\" in path:
+        raise UnsafePathError(f"{what}: path {short_repr(path)} contains a backslash")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise UnsafePathError(f"{what}: path {short_repr(path)} is absolute")
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafePathError(f"{what}: path {short_repr(path)} has an empty, '.' or '..' segment")
+        if len(part.encode()) > 255:
+            raise UnsafePathError(f"{what}: a segment of {short_repr(path)} is longer than 255 bytes")
+    if len(path.encode()) > 1024:
+        raise UnsafePathError(f"{what}: path is longer than 1024 bytes")
+    return path
+
+
+def relpath_within(root: Path, relative: str) -> Path:
+    """Join ``relative`` (already validated) under ``root``; refuse anything that escapes it."""
+    check_relative_path(relative, what="path")
+    joined = root.joinpath(*PurePosixPath(relative).parts)
+    return joined
+

@@ -1,0 +1,68 @@
+"""Object URLs of every style in use → ``(bucket, key)``, and the pinned :class:`S3Location`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from ..errors import UnsafePathError
+from ..utils import short_repr
+from .paths import check_relative_path
+
+# virtual-hosted: <bucket>.s3[.-<region>|.dualstack.<region>].amazonaws.com[.cn]
+_VHOST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-]*)\.s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
+
+
+# path-style: s3[.-<region>].amazonaws.com/<bucket>/<key>
+_PATHSTYLE_RE = re.compile(r"^s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where an object lives: bucket, key, and the pinned version id."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """Map an object URL to ``(bucket, key)``, for every URL style in use.
+
+    Accepts virtual-hosted (``https://b.s3.amazonaws.com/k``, with or without a
+    region, dash or dot form, dualstack), path-style (``https://s3.us-west-2.amazonaws.com/b/k``),
+    ``s3://b/k``, and any other host as a path-style custom endpoint
+    (``http://127.0.0.1:9000/b/k``). The key is percent-decoded.
+
+    Raises
+    ------
+    UnsafePathError
+        If the URL is not one of these shapes or its key is unsafe.
+    """
+    if not isinstance(url, str):
+        raise UnsafePathError(f"URL must be a string, got {type(url).__name__}")
+    if any(ord(c) < 32 for c in url) or "\\" in url:
+        raise UnsafePathError(f"URL {short_repr(url)} contains control characters or backslashes")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "s3":
+        bucket, path = parts.netloc, parts.path
+    elif scheme in ("http", "https"):
+        host = (parts.hostname or "").lower()
+        vhost = _VHOST_RE.match(host)
+        if vhost and not _PATHSTYLE_RE.match(host):
+            bucket, path = vhost.group("bucket"), parts.path
+        else:
+            segments = parts.path.lstrip("/").split("/", 1)
+            if len(segments) != 2:
+                raise UnsafePathError(f"URL {short_repr(url)} has no bucket and key in its path")
+            bucket, path = segments[0], segments[1]
+    else:
+        raise UnsafePathError(f"URL {short_repr(url)} is not http(s):// or s3://")
+    key = unquote(path.lstrip("/"))
+    if not bucket or not re.match(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$", bucket):
+        raise UnsafePathError(f"URL {short_repr(url)} names no valid bucket")
+    check_relative_path(key, what=f"key of URL {short_repr(url)}")
+    return bucket, key
+

@@ -1,0 +1,551 @@
+"""Per-blob inter-process locks that name their holder and never block forever.
+
+Two kinds, chosen per cache with ``lock_kind`` (or ``$RELEASECACHE_LOCK_KIND``);
+every process sharing one cache directory must use the same kind. The default,
+``"auto"``, probes the filesystem once per cache directory and host (see
+:func:`probe_locks`) and uses ``"posix"`` where OS locks really exclude other
+processes and ``"soft"`` where they do not, with one
+:class:`~releasecache.errors.LockFallbackWarning` naming the filesystem.
+
+``"posix"`` (the default)
+    An OS lock (``flock``) on ``.locks/<hash>.lock`` through :class:`filelock.FileLock`.
+    The kernel (or the NFS lock manager) drops it when its process dies, so a
+    crashed downloader never blocks anyone. Use it on local disks, NFSv4, NFSv3
+    with ``lockd``, Lustre mounted with ``-o flock``, GPFS/Spectrum Scale, CephFS,
+    BeeGFS.
+
+``"soft"``
+    An existence lock (``O_CREAT|O_EXCL`` marker file ``.locks/<hash>.lease``) through
+    :class:`filelock.SoftFileLock`, for filesystems whose OS locks do not work
+    across hosts or at all: NFS mounted ``nolock`` / ``local_lock=all``, Lustre
+    with ``localflock`` or ``noflock``, FUSE filesystems (sshfs, s3fs, gcsfuse),
+    some SMB shares. A marker left by a crashed process is broken by a *lease*:
+    the holder refreshes its ``.owner`` file every ``lease / 4`` seconds from a
+    background thread; a waiter breaks the lock at once if the holder ran on
+    this host and its process is gone, and otherwise once it has watched the
+    owner record stay unchanged for ``lease`` seconds (timed on the waiter's own
+    monotonic clock, so clock skew between hosts does not matter).
+
+Either way, after acquiring, the holder writes ``.locks/<hash>.owner`` (pid,
+host, start time, kind) so that waiters can say who they are waiting for, in a
+log message while they wait and in :class:`~releasecache.errors.LockTimeoutError`.
+The owner record is removed just before the lock is released.
+
+Correctness of the cache never rests on the lock alone: blobs are published by
+an atomic rename only after their hash matched, so a lost or broken lock costs
+at most a duplicate download.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+
+from ..config import DEFAULT_LOCK_KIND, DEFAULT_LOCK_LEASE, ENV_LOCK_KIND
+from ..errors import LockFallbackWarning, LockTimeoutError, StorageError
+from ..utils import atomic_write
+
+log = logging.getLogger("releasecache")
+
+LOCK_KINDS = ("posix", "soft")
+#: What ``lock_kind`` accepts: a kind, or ``"auto"`` (probe the filesystem; the default).
+LOCK_CHOICES = ("auto",) + LOCK_KINDS
+#: Seconds a soft lock's owner may go without a heartbeat before a waiter breaks it.
+DEFAULT_LEASE = DEFAULT_LOCK_LEASE
+#: How often a waiter wakes to re-check the holder (and log again after ``_LOG_EVERY``).
+_POLL = 0.25
+_LOG_EVERY = 60.0
+_HOST = socket.gethostname()
+
+
+def resolve_lock_kind(kind: str | None) -> str:
+    """The lock kind asked for: the argument, else ``$RELEASECACHE_LOCK_KIND``, else ``"auto"``."""
+    value = kind or os.environ.get(ENV_LOCK_KIND) or DEFAULT_LOCK_KIND
+    if value not in LOCK_CHOICES:
+        raise ValueError(f"lock_kind must be one of {LOCK_CHOICES}, not {value!r}")
+    return value
+
+
+# -- does this filesystem's flock exclude? ---------------------------------------
+
+#: Mount options (per filesystem type) under which ``flock`` only excludes processes on one host.
+_HOST_LOCAL_OPTIONS = {
+    "nfs": ("nolock", "local_lock=all", "local_lock=flock"),
+    "nfs4": ("local_lock=all", "local_lock=flock"),
+    "lustre": ("localflock",),
+    "cifs": ("nobrl",),
+    "smb3": ("nobrl",),
+}
+#: FUSE network filesystems: their locks, if any, are the kernel's local ones.
+_HOST_LOCAL_FUSE = ("sshfs", "s3fs", "gcsfuse", "rclone", "goofys", "mountpoint-s3", "juicefs", "davfs")
+_PROBE_CHILD = (
+    "import errno, fcntl, os, sys\n"
+    "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+    "try:\n"
+    "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+    "except OSError as exc:\n"
+    "    sys.exit(10 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else 20)\n"
+    "sys.exit(0)\n"
+)
+_PROBE_FORMAT = 1
+_probed: dict[tuple[str, int], str] = {}  # (locks dir, st_dev) -> kind, for this process
+_probe_guard = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Mount:
+    """The mount a path lives on, from ``/proc/self/mountinfo``."""
+
+    point: str
+    fstype: str
+    source: str
+    options: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.fstype} filesystem {self.source} mounted at {self.point}"
+
+
+def _unescape(field: str) -> str:
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def mount_of(path: str | os.PathLike[str]) -> Mount | None:
+    """The mount holding ``path`` (the longest mount point that contains it), or None off Linux."""
+    real = os.path.realpath(path)
+    best: Mount | None = None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, rest = left.split(), right.split()
+        if len(fields) < 6 or len(rest) < 2:
+            continue
+        point = _unescape(fields[4])
+        if not (real == point or real.startswith(point.rstrip("/") + "/")):
+            continue
+        if best is None or len(point) >= len(best.point):
+            options = tuple(fields[5].split(",")) + tuple(rest[2].split(",") if len(rest) > 2 else ())
+            best = Mount(point=point, fstype=rest[0], source=_unescape(rest[1]), options=options)
+    return best
+
+
+@dataclass(frozen=True)
+class LockProbe:
+    """What :func:`probe_locks` found.
+
+    Attributes
+    ----------
+    excludes
+        True if ``flock`` on this filesystem keeps a second process out (and,
+        as far as the mount options tell, processes on other hosts too).
+    filesystem
+        The filesystem, in words (type, source, mount point).
+    reason
+        Why ``excludes`` is False (empty when it is True).
+    """
+
+    excludes: bool
+    filesystem: str
+    reason: str = ""
+
+
+def probe_locks(directory: str | os.PathLike[str]) -> LockProbe:
+    """Find out, by trying, whether OS locks in ``directory`` exclude another process.
+
+    The mount options are read first (NFS ``nolock``/``local_lock``, Lustre
+    ``localflock``, CIFS ``nobrl`` and FUSE network filesystems lock only
+    within one host). Then this process takes an exclusive ``flock`` on a
+    fresh file in ``directory`` and a child process tries to take it too: the
+    locks work only if the child is refused. ``directory`` must be writable.
+    """
+    folder = Path(directory)
+    mount = mount_of(folder)
+    name = mount.describe() if mount else f"the filesystem of {folder}"
+    if mount is not None:
+        base = mount.fstype.split(".", 1)
+        local_only = [o for o in _HOST_LOCAL_OPTIONS.get(mount.fstype, ()) if o in mount.options]
+        if local_only:
+            return LockProbe(False, name, f"it is mounted with {', '.join(local_only)}, so its locks "
+                                          "only exclude processes on the same host")
+        if base[0] == "fuse" and len(base) == 2 and base[1] in _HOST_LOCAL_FUSE:
+            return LockProbe(False, name, "a FUSE network filesystem: its locks only exclude processes "
+                                          "on the same host")
+    probe = folder / f".probe-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            return LockProbe(False, name, f"flock fails there ({exc.strerror})")
+        try:
+            child = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE_CHILD, str(probe)],
+                                   capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.info("could not run the lock probe's second process (%s); trusting flock on %s", exc, name)
+            return LockProbe(True, name)
+        if child.returncode == 0:
+            return LockProbe(False, name, "a second process got the same exclusive flock: its locks do "
+                                          "not exclude anything")
+        if child.returncode == 20:
+            return LockProbe(False, name, "flock fails in a second process")
+        return LockProbe(True, name)
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+
+
+def _record_path(locks_dir: Path) -> Path:
+    return locks_dir / f"probe-{_HOST}.json"
+
+
+def choose_lock_kind(locks_dir: str | os.PathLike[str], kind: str | None = None, *, warn: bool = True) -> str:
+    """The lock kind for a cache whose locks live in ``locks_dir``.
+
+    An explicit ``kind`` (or ``$RELEASECACHE_LOCK_KIND``) is returned as is.
+    ``"auto"`` probes the filesystem (:func:`probe_locks`) once per directory
+    and host: the result is remembered in ``<locks_dir>/probe-<host>.json``
+    (re-probed if the directory moves to another filesystem) and in this
+    process. Where the locks do not exclude, ``"soft"`` is returned and one
+    :class:`~releasecache.errors.LockFallbackWarning` naming the filesystem is
+    given per process and directory. A directory that cannot be written (a
+    read-only cache takes no locks) gives ``"posix"`` without probing.
+    """
+    wanted = resolve_lock_kind(kind)
+    if wanted != "auto":
+        return wanted
+    folder = Path(locks_dir)
+    try:
+        dev = os.stat(folder).st_dev
+    except OSError:
+        return "posix"
+    key = (str(folder.absolute()), dev)
+    with _probe_guard:
+        if key in _probed:
+            return _probed[key]
+        record = _read_record(folder, dev)
+        if record is None:
+            try:
+                found = probe_locks(folder)
+            except OSError as exc:  # read-only: nothing will be locked here anyway
+                log.debug("no lock probe in %s: %s", folder, exc)
+                return "posix"
+            record = {"format": _PROBE_FORMAT, "dev": dev, "excludes": found.excludes,
+                      "filesystem": found.filesystem, "reason": found.reason, "when": time.time()}
+            try:
+                atomic_write(_record_path(folder), json.dumps(record).encode(), durable=False)
+            except OSError:
+                pass
+        result = "posix" if record["excludes"] else "soft"
+        _probed[key] = result
+    if result == "soft" and warn:
+        message = (f"the cache's locks in {folder} are on the {record['filesystem']}: {record['reason']}. "
+                   "Using lease-based soft locks instead (set lock_kind or RELEASECACHE_LOCK_KIND to choose)")
+        log.warning("%s", message)
+        warnings.warn(message, LockFallbackWarning, stacklevel=2)
+    return result
+
+
+def _read_record(folder: Path, dev: int) -> dict[str, Any] | None:
+    try:
+        path = _record_path(folder)
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            record = json.loads(fh.read(4096))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != _PROBE_FORMAT or record.get("dev") != dev:
+        return None
+    if not isinstance(record.get("excludes"), bool):
+        return None
+    record.setdefault("filesystem", str(folder))
+    record.setdefault("reason", "")
+    return record
+
+
+def _process_start(pid: int) -> str | None:
+    """A token that changes when a pid is reused (Linux: the start time in /proc), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+        return data.rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return True
+    if start is not None:
+        now = _process_start(pid)
+        if now is not None and now != start:
+            return False  # the pid was reused by another process
+    return True
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """Who holds a blob lock, as written in ``.locks/<hash>.owner``."""
+
+    pid: int
+    host: str
+    since: float
+    kind: str
+    start: str | None = None
+    token: str = ""
+
+    def alive(self) -> bool | None:
+        """True/False if the holder is on this host and running or gone; None if it is on another host."""
+        if self.host != _HOST:
+            return None
+        return _pid_alive(self.pid, self.start)
+
+    def describe(self) -> str:
+        age = max(0.0, time.time() - self.since)
+        state = {True: "running", False: "no longer running", None: "on another host"}[self.alive()]
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since))
+        return f"pid {self.pid} on host {self.host} ({state}), holding it since {when} ({age:.0f} s)"
+
+
+def read_owner(path: Path) -> LockOwner | None:
+    """The owner record at ``path``, or None if absent or unreadable."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        with open(path, "rb") as fh:
+            raw = json.loads(fh.read(4096))
+        return LockOwner(pid=int(raw["pid"]), host=str(raw["host"]), since=float(raw["since"]),
+                         kind=str(raw.get("kind", "")), start=raw.get("start"), token=str(raw.get("token", "")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+class BlobLock:
+    """The lock of one blob. Use :meth:`acquire` / :meth:`release`, or ``with``.
+
+    Parameters
+    ----------
+    lock_path, owner_path
+        ``.locks/<hash>.lock`` and ``.locks/<hash>.owner``.
+    kind
+        ``"posix"``, ``"soft"`` or ``"auto"`` (see the module documentation; ``"auto"`` probes
+        the lock directory's filesystem once, see :func:`choose_lock_kind`).
+    lease
+        Soft locks only: seconds without a heartbeat after which the lock is broken.
+    what
+        Names the blob in messages.
+    """
+
+    def __init__(self, lock_path: Path, owner_path: Path, *, kind: str | None = None,
+                 lease: float = DEFAULT_LEASE, what: str = "blob") -> None:
+        self.kind = choose_lock_kind(Path(lock_path).parent, kind)
+        # A soft lock's marker has its own name: a cache once used with OS locks keeps its
+        # (never deleted) .lock files, which must not read as markers held by nobody.
+        self.lock_path = Path(lock_path).with_suffix(".lease") if self.kind == "soft" else Path(lock_path)
+        self.owner_path = Path(owner_path)
+        self.lease = float(lease)
+        self.what = what
+        self._token = uuid.uuid4().hex
+        self._held = False
+        self._beat_stop: threading.Event | None = None
+        self._beat_thread: threading.Thread | None = None
+        if self.kind == "soft":
+            self._lock: Any = filelock.SoftFileLock(str(self.lock_path), timeout=0)
+        else:
+            self._lock = filelock.FileLock(str(self.lock_path), timeout=0)
+
+    # -- acquiring --------------------------------------------------------------
+
+    def _try_once(self) -> bool:
+        try:
+            self._lock.acquire(timeout=0, poll_interval=0.01)
+            return True
+        except filelock.Timeout:
+            return False
+        except NotImplementedError as exc:
+            raise StorageError(errno.ENOLCK, f"{self.lock_path}: this filesystem has no working OS locks ({exc}); "
+                               "open the cache with lock_kind='soft' (or RELEASECACHE_LOCK_KIND=soft)") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise StorageError(exc.errno, f"{self.lock_path}: locking is not supported here ({exc.strerror}); "
+                                   "open the cache with lock_kind='soft' (or RELEASECACHE_LOCK_KIND=soft)") from None
+            raise StorageError.from_os_error(exc, f"cannot lock {self.lock_path}") from None
+
+    def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> bool:
+        """Take the lock; wait up to ``timeout`` seconds (None: forever) if ``blocking``.
+
+        Returns False only when ``blocking`` is False and the lock is held elsewhere.
+
+        Raises
+        ------
+        LockTimeoutError
+            When the wait exceeds ``timeout``; the message names the holder.
+        """
+        self._refuse_planted_link()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        next_log = 0.0
+        watched: tuple[Any, float] | None = None  # (owner identity, first seen at, monotonic)
+        while True:
+            if self._try_once():
+                self._on_acquired()
+                return True
+            if not blocking:
+                return False
+            now = time.monotonic()
+            owner = read_owner(self.owner_path)
+            if self.kind == "soft":
+                watched = self._maybe_break(owner, watched, now)
+            if now >= next_log:
+                who = owner.describe() if owner else "a process that has not recorded itself yet"
+                log.info("waiting for %s: it is being downloaded by %s", self.what, who)
+                next_log = now + _LOG_EVERY
+            if deadline is not None and now >= deadline:
+                who = owner.describe() if owner else "an unknown process (no owner record)"
+                hint = ("the lock dies with its process, so the holder is alive: check whether it hung"
+                        if self.kind == "posix" else
+                        f"a soft lock is broken once its holder misses its heartbeat for {self.lease:.0f} s")
+                raise LockTimeoutError(
+                    f"waited {now - started:.0f} s for {self.what}, held by {who} (lock {self.lock_path}); "
+                    f"{hint}; raise lock_timeout to wait longer"
+                )
+            sleep = _POLL if deadline is None else max(0.0, min(_POLL, deadline - now))
+            time.sleep(sleep)
+
+    def _refuse_planted_link(self) -> None:
+        """A lock file that is a symlink is never ours: remove the link, never write through it."""
+        try:
+            st = os.lstat(self.lock_path)
+        except OSError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            log.warning("%s is a symbolic link, not a lock file; removing the link", self.lock_path)
+            try:
+                os.unlink(self.lock_path)
+            except OSError:
+                pass
+
+    def _maybe_break(self, owner: LockOwner | None, watched: tuple[Any, float] | None,
+                     now: float) -> tuple[Any, float] | None:
+        """Soft locks: break the marker of a dead holder, or one whose owner record stopped changing."""
+        marker = _identity(self.lock_path)
+        if marker is None:
+            return None
+        if owner is not None and owner.alive() is False:
+            self._break(marker, f"its holder, {owner.describe()}, is gone")
+            return None
+        key = (marker, _identity(self.owner_path))
+        if watched is None or watched[0] != key:
+            return (key, now)
+        if now - watched[1] >= self.lease:
+            who = owner.describe() if owner else "an unknown process"
+            self._break(marker, f"its holder, {who}, missed its heartbeat for {self.lease:.0f} s")
+            return None
+        return watched
+
+    def _break(self, marker: tuple[int, int, int], why: str) -> None:
+        if _identity(self.lock_path) != marker:
+            return  # changed since we judged it: someone else took or broke it
+        log.warning("breaking the lock of %s: %s", self.what, why)
+        for path in (self.lock_path, self.owner_path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _on_acquired(self) -> None:
+        self._held = True
+        self._write_owner()
+        if self.kind == "soft" and self.lease > 0:
+            self._beat_stop = threading.Event()
+            self._beat_thread = threading.Thread(target=self._heartbeat, name="rc-lock-heartbeat", daemon=True)
+            self._beat_thread.start()
+
+    def _write_owner(self, beat: int = 0) -> None:
+        pid = os.getpid()
+        record = {"pid": pid, "host": _HOST, "since": time.time() if beat == 0 else self._since,
+                  "kind": self.kind, "start": _process_start(pid), "token": self._token, "beat": beat}
+        if beat == 0:
+            self._since = record["since"]
+        try:
+            atomic_write(self.owner_path, json.dumps(record).encode(), durable=False)
+        except OSError as exc:  # advisory: a full disk must not fail the download here
+            log.debug("could not write lock owner record %s: %s", self.owner_path, exc)
+
+    def _heartbeat(self) -> None:
+        beat = 0
+        assert self._beat_stop is not None
+        while not self._beat_stop.wait(self.lease / 4):
+            beat += 1
+            self._write_owner(beat)
+
+    # -- releasing --------------------------------------------------------------
+
+    def release(self) -> None:
+        """Drop the lock (removing the owner record first)."""
+        if not self._held:
+            return
+        self._held = False
+        if self._beat_stop is not None:
+            self._beat_stop.set()
+            if self._beat_thread is not None:
+                self._beat_thread.join()
+            self._beat_stop = self._beat_thread = None
+        owner = read_owner(self.owner_path)
+        if owner is not None and owner.token == self._token:
+            try:
+                os.unlink(self.owner_path)
+            except OSError:
+                pass
+        try:
+            self._lock.release()
+        except OSError as exc:
+            log.warning("could not release %s: %s", self.lock_path, exc)
+
+    def __enter__(self) -> "BlobLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+__all__ = ["BlobLock", "LockOwner", "LockProbe", "Mount", "LOCK_KINDS", "LOCK_CHOICES", "DEFAULT_LEASE",
+           "choose_lock_kind", "mount_of", "probe_locks", "read_owner", "resolve_lock_kind"]

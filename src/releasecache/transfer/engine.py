@@ -1,0 +1,446 @@
+"""Bytes from a remote into a verified blob.
+
+One file is fetched as concurrent ranged GETs pinned to its version id; the
+blake2b is computed in order as parts arrive (out-of-order parts wait in a
+bounded window, so nothing is read twice and memory stays bounded). Progress is
+recorded in a small sidecar next to the partial file, so an interrupted
+download resumes with only the missing ranges. Nothing is published until the
+full hash matches.
+"""
+
+from __future__ import annotations
+
+
+import logging
+import mmap
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import IntegrityError, RemoteError, StorageError, TransientRemoteError
+from ..manifest import FileEntry
+from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
+from ..store import Store
+from ..store.ingest import discard_download
+from ..utils import new_hasher
+from .config import MiB, TransferConfig
+from .resume import covered as _covered, merge as _merge, read_sidecar, write_sidecar
+from .retry import Cancelled
+from .sink import Sink
+
+log = logging.getLogger("releasecache")
+
+READ_SIZE = MiB  # bytes per socket read: small enough for smooth progress and prompt cancels
+Progress = Callable[[int], None]
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class Transfer:
+    """Fetches manifest entries into a :class:`~releasecache.store.Store`.
+
+    One ``Transfer`` owns a thread pool for ranged parts that every file shares,
+    so total connections stay bounded however many files run at once.
+    """
+
+    def __init__(self, store: Store, config: TransferConfig | None = None) -> None:
+        self.store = store
+        self.config = config or TransferConfig()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._free: list[mmap.mmap] = []
+        self._active = 0  # downloads running; the buffer pool is emptied when it drops to 0
+        self._slots = threading.BoundedSemaphore(self.config.max_buffered_parts)
+        self.stats = {"requests": 0, "bytes": 0, "retries": 0}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_pool"] = None
+        state["_free"] = []
+        state["_active"] = 0
+        state.pop("_pool_lock", None)
+        state.pop("_slots", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._pool_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.config.max_buffered_parts)
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.config.max_parts_in_flight, thread_name_prefix="rc-part")
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the part pool (idle threads only; running parts finish)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+    # -- public -----------------------------------------------------------------
+
+    def fetch(self, remote: Remote, entry: FileEntry, *, progress: Progress | None = None) -> Path:
+        """Make the blob of ``entry`` present and verified; return its path.
+
+        Waits (holding nothing) if another process is downloading the same blob,
+        then uses its result.
+        """
+        h = entry.file_hash
+        found = self.store.find_blob(h)  # here, or in a read-only layer
+        if found is not None:
+            return found
+        with self._pool_lock:
+            self._active += 1
+        try:
+            return self._fetch_locked(remote, entry, progress)
+        finally:
+            with self._pool_lock:
+                self._active -= 1
+                if not self._active:
+                    self._free.clear()  # an idle process keeps no part buffers
+
+    def _fetch_locked(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
+        h = entry.file_hash
+        with self.store.lock(h):
+            found = self.store.find_blob(h)
+            if found is not None:  # another process finished it while we waited
+                return found
+            last: IntegrityError | None = None
+            for attempt in range(1, self.config.integrity_attempts + 1):
+                try:
+                    partial = self._download(remote, entry, progress)
+                except IntegrityError as exc:
+                    self._discard(h)
+                    last = exc
+                    if getattr(exc, "permanent", False):
+                        raise
+                    log.warning("%s (attempt %d of %d); fetching it again from the start",
+                                exc, attempt, self.config.integrity_attempts)
+                    continue
+                except StorageError:
+                    self._discard(h)  # a full disk must not keep a half file around
+                    raise
+                try:
+                    return self.store.publish(partial, h)
+                except StorageError:
+                    self._discard(h)  # cannot publish (permissions, full disk): leave no orphan behind
+                    raise
+            raise IntegrityError(
+                f"{entry.relative_path}: content did not match the manifest's blake2b after "
+                f"{self.config.integrity_attempts} downloads; last problem: {last}"
+            )
+
+    # -- internals --------------------------------------------------------------
+
+    def _discard(self, file_hash: str) -> None:
+        discard_download(self.store, file_hash)
+
+    def _retrying(self, what: str, fn: Callable[[], object], cancel: threading.Event | None = None) -> object:
+        def count(key: str) -> Callable[[], None]:
+            return lambda: self.stats.__setitem__(key, self.stats[key] + 1)
+
+        return self.config.retry.call(fn, what=what, cancel=cancel, on_attempt=count("requests"),
+                                      on_retry=count("retries"))
+
+    @staticmethod
+    def _check_version(entry: FileEntry, response: RangeResponse, remote: Remote) -> None:
+        if not remote.reports_version or not entry.version_id or response.version_id is None:
+            return
+        if response.version_id != entry.version_id:
+            err = IntegrityError(
+                f"{entry.relative_path}: asked for version {entry.version_id} but the server sent "
+                f"version {response.version_id}; refusing it"
+            )
+            err.permanent = True  # type: ignore[attr-defined]
+            raise err
+
+    def _read_sidecar(self, entry: FileEntry) -> dict | None:
+        return read_sidecar(self.store, entry)
+
+    def _write_sidecar(self, entry: FileEntry, size: int, done: list[list[int]]) -> None:
+        write_sidecar(self.store, entry, size, done)
+
+    def _first_part(self, remote: Remote, entry: FileEntry,
+                    progress: Progress | None) -> tuple[RangeResponse, memoryview | None]:
+        """The first GET asks for one part, which also tells the object's size.
+
+        Returns the response and the part's bytes; the bytes are None when the
+        server sent the whole object instead (then the open response is returned
+        for streaming).
+        """
+        loc = entry.location
+
+        def attempt() -> tuple[RangeResponse, memoryview | None]:
+            try:
+                response = remote.get_range(loc, 0, self.config.part_size - 1)
+            except RangeNotSatisfiable:
+                response = remote.get_range(loc, 0, None)  # an empty object has no byte 0
+            try:
+                self._check_version(entry, response, remote)
+                if not response.partial or response.total_size is None:
+                    return response, None
+                size = response.total_size
+                if entry.size is not None and size != entry.size:
+                    raise IntegrityError(
+                        f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}")
+                data = self._collect(response, min(self.config.part_size, size), entry, progress, None)
+            except BaseException:
+                response.close()
+                raise
+            response.close()
+            return response, data
+
+        return self._retrying(entry.relative_path, attempt)  # type: ignore[return-value]
+
+    def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
+        """Fetch into ``.partial/<hash>`` and verify; return the partial path."""
+        h = entry.file_hash
+        self.store.make_dir(self.store.partial_dir)
+        partial = self.store.partial_path(h)
+        state = self._read_sidecar(entry)
+        first_data: memoryview | None = None
+        if state is None:
+            self._discard(h)
+            response, first_data = self._first_part(remote, entry, progress)
+            if first_data is None:
+                # The server sent the whole object (an empty object, or Range not honoured).
+                try:
+                    return self._stream_whole(remote, entry, response, progress)
+                finally:
+                    response.close()
+            size = response.total_size or 0
+            done: list[list[int]] = []
+        else:
+            size = state["size"]
+            done = state["done"]
+            log.info("%s: resuming; %d of %d bytes already here", entry.relative_path,
+                     sum(b - a for a, b in done), size)
+        try:
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
+        sink = Sink(partial, fd, direct=self.config.direct_io)
+        try:
+            if state is None:
+                try:
+                    os.ftruncate(fd, size)
+                except OSError as exc:
+                    raise StorageError.from_os_error(exc, f"cannot write {partial}") from None
+                if first_data is not None and len(first_data):
+                    sink.write(first_data, 0)
+                    done = [[0, len(first_data)]]
+                if not done or done[0][1] < size:  # a file done in one GET has nothing to resume
+                    self._write_sidecar(entry, size, done)
+            digest = self._fetch_parts(remote, entry, sink, size, done, first_data, progress)
+        finally:
+            sink.close()
+        if digest != h:
+            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes is {digest[:16]}…, "
+                                 f"manifest says {h[:16]}…")
+        try:
+            os.unlink(self.store.sidecar_path(h))
+        except OSError:
+            pass
+        return partial
+
+    def _buffer(self) -> mmap.mmap:
+        """A part-sized, page-aligned buffer from the pool (reused, so memory stays flat
+        over long jobs; aligned, so parts can be written with ``O_DIRECT``)."""
+        with self._pool_lock:
+            if self._free:
+                return self._free.pop()
+        return mmap.mmap(-1, self.config.part_size)
+
+    def _recycle(self, view: memoryview) -> None:
+        buf = view.obj
+        view.release()
+        if isinstance(buf, mmap.mmap) and len(buf) == self.config.part_size:
+            with self._pool_lock:
+                if len(self._free) < self.config.window + self.config.max_parts_in_flight:
+                    self._free.append(buf)
+
+    def _collect(self, response: RangeResponse, expected: int, entry: FileEntry,
+                 progress: Progress | None, cancel: threading.Event | None) -> memoryview:
+        """Read exactly ``expected`` bytes of a response into a pooled buffer."""
+        if response.length is not None and response.length != expected:
+            raise TransientRemoteError(
+                f"{entry.relative_path}: server announced {response.length} bytes for a range of {expected} "
+                f"(offset {response.start})")
+        view = memoryview(self._buffer())[:expected]
+        got = 0
+        try:
+            while got < expected:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                n = response.readinto(view[got:min(expected, got + READ_SIZE)])
+                if not n:
+                    break
+                got += n
+                if progress:
+                    progress(n)
+            if got != expected:
+                raise TransientRemoteError(
+                    f"{entry.relative_path}: connection ended after {got} of {expected} bytes "
+                    f"(offset {response.start})")
+            if response.length is None and response.readinto(memoryview(bytearray(1))):
+                raise TransientRemoteError(
+                    f"{entry.relative_path}: server sent more than the {expected} bytes asked for "
+                    f"(from offset {response.start})")
+        except BaseException:
+            if progress and got:
+                progress(-got)
+            self._recycle(view)
+            raise
+        self.stats["bytes"] += got
+        return view
+
+    def _stream_whole(self, remote: Remote, entry: FileEntry, response: RangeResponse,
+                      progress: Progress | None) -> Path:
+        """Write a full (non-ranged) answer to the partial file, hashing as it streams."""
+        h = entry.file_hash
+        partial = self.store.partial_path(h)
+        hasher = new_hasher()
+        got = 0
+        try:
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644), "wb") as fh:
+                for chunk in response.chunks:
+                    hasher.update(chunk)
+                    fh.write(chunk)
+                    got += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, f"cannot write {partial}") from None
+        except TransientRemoteError:
+            if progress and got:
+                progress(-got)
+            raise IntegrityError(f"{entry.relative_path}: the connection broke after {got} bytes") from None
+        expected = response.length if response.length is not None else response.total_size
+        if expected is not None and got != expected:
+            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, server announced {expected}")
+        if entry.size is not None and got != entry.size:
+            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, manifest says {entry.size}")
+        self.stats["bytes"] += got
+        if hasher.hexdigest() != h:
+            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes does not match the manifest")
+        return partial
+
+    def _fetch_part(self, remote: Remote, entry: FileEntry, sink: Sink, start: int, end: int, size: int,
+                    progress: Progress | None, cancel: threading.Event) -> memoryview:
+        """One ranged GET ``[start, end)`` with retries; written at its offset; returned for hashing."""
+        expected = end - start
+
+        def attempt() -> memoryview:
+            response = remote.get_range(entry.location, start, end - 1)
+            try:
+                self._check_version(entry, response, remote)
+                if not response.partial or response.start != start:
+                    raise RemoteError(f"{entry.relative_path}: server ignored the Range header "
+                                      f"(asked for offset {start})")
+                if response.total_size is not None and response.total_size != size:
+                    raise IntegrityError(f"{entry.relative_path}: object size changed from {size} to "
+                                         f"{response.total_size} during the download")
+                return self._collect(response, expected, entry, progress, cancel)
+            finally:
+                response.close()
+
+        data: memoryview = self._retrying(f"{entry.relative_path} bytes {start}-{end - 1}", attempt,
+                                          cancel)  # type: ignore[assignment]
+        sink.write(data, start)
+        return data
+
+    def _fetch_parts(self, remote: Remote, entry: FileEntry, sink: Sink, size: int, done: list[list[int]],
+                     first: memoryview | None, progress: Progress | None) -> str:
+        """Fetch every missing part and return the blake2b of the whole file, hashed in order."""
+        cfg = self.config
+        parts = [(s, min(s + cfg.part_size, size)) for s in range(0, size, cfg.part_size)] or [(0, 0)]
+        hasher = new_hasher()
+        buffered: dict[int, memoryview] = {}
+        if first is not None and len(first):
+            buffered[0] = first
+        on_disk = {s for s, e in parts if _covered(done, s, e) and s not in buffered}
+        to_fetch = [(s, e) for s, e in parts if e > s and not _covered(done, s, e)]
+        cancel = threading.Event()
+        futures: dict[Future, tuple[int, int]] = {}
+        slotted: set[int] = set()  # parts holding one of the cache-wide memory slots
+        next_submit = 0
+        hash_index = 0  # index into parts of the next part to hash
+        try:
+            while hash_index < len(parts):
+                # Keep the window full: fetch ahead of the hashing position, but not too far.
+                while (next_submit < len(to_fetch) and len(futures) < cfg.max_parts_in_flight
+                       and len(futures) + len(buffered) < cfg.window):
+                    # Wait for a memory slot only while holding none; holding some, go and
+                    # hash or await those instead, so files never wait on each other in a cycle.
+                    if not self._slots.acquire(blocking=not slotted):
+                        break
+                    s, e = to_fetch[next_submit]
+                    slotted.add(s)
+                    fut = self.pool.submit(self._fetch_part, remote, entry, sink, s, e, size, progress, cancel)
+                    futures[fut] = (s, e)
+                    next_submit += 1
+                # Hash everything contiguous from the current position.
+                progressed = False
+                while hash_index < len(parts):
+                    s, e = parts[hash_index]
+                    if e == s:
+                        hash_index += 1
+                        continue
+                    if s in buffered:
+                        view = buffered.pop(s)
+                        hasher.update(view)
+                        self._recycle(view)
+                        if s in slotted:
+                            slotted.discard(s)
+                            self._slots.release()
+                    elif s in on_disk:
+                        self._hash_from_disk(sink.fd, s, e, hasher)
+                    else:
+                        break
+                    hash_index += 1
+                    progressed = True
+                if hash_index >= len(parts):
+                    break
+                if progressed and next_submit < len(to_fetch) and len(futures) < cfg.max_parts_in_flight:
+                    continue
+                if not futures:
+                    raise AssertionError("download stalled with nothing in flight")
+                finished, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    s, e = futures.pop(fut)
+                    buffered[s] = fut.result()  # raises the part's error
+                    done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
+                self._write_sidecar(entry, size, done)
+        except BaseException:
+            cancel.set()
+            for fut in futures:
+                fut.cancel()
+            wait(list(futures))  # let running parts stop before the fd closes
+            for fut, (s, e) in futures.items():
+                if not fut.cancelled() and fut.exception() is None:
+                    done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
+            try:
+                self._write_sidecar(entry, size, done)
+            except StorageError:
+                pass
+            raise
+        finally:
+            for _ in slotted:
+                self._slots.release()
+        return hasher.hexdigest()
+
+    @staticmethod
+    def _hash_from_disk(fd: int, start: int, end: int, hasher: Any) -> None:
+        """Hash bytes a previous (interrupted) run already wrote: the resume case."""
+        offset = start
+        while offset < end:
+            chunk = os.pread(fd, min(4 * MiB, end - offset), offset)
+            if not chunk:
+                raise IntegrityError("partial file is shorter than its sidecar says")
+            hasher.update(chunk)
+            offset += len(chunk)

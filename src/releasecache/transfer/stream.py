@@ -1,0 +1,284 @@
+"""Streaming reads: open a remote file at its pinned version without downloading it.
+
+:class:`RemoteFile` is a read-only, seekable binary file object over any
+:class:`~releasecache.remote.base.Remote` (S3, HTTP, a mirror). Every read is a
+ranged GET pinned to the manifest's ``version_id``, so a later release that
+overwrote the key cannot leak into an analysis of an earlier one. Bytes are
+fetched in blocks kept in a bounded in-memory cache, with read-ahead that grows
+while reads are sequential and shrinks back for random access (the access
+pattern of HDF5 metadata). It counts what it fetched (:attr:`RemoteFile.bytes_read`,
+:attr:`RemoteFile.requests`), which is how the documentation's "fraction of the
+file read" numbers are measured.
+
+Streamed bytes are **not hash-verified**: only a full download can be checked
+against the manifest's blake2b. Every :class:`RemoteFile` says so
+(``verified = False``), and a streamed file is listed with ``"streamed": true``
+in the reproducibility record (:mod:`releasecache.cache.record`).
+
+Example
+-------
+>>> from releasecache.vbn.streaming import open_data, open_nwb      # doctest: +SKIP
+>>> with open_data(cache, 870) as fobj:                      # doctest: +SKIP
+...     nwbfile = open_nwb(fobj)
+...     units = nwbfile.units.to_dataframe()
+...     print(f"read {fobj.bytes_read / fobj.size:.1%} of the file")
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from ..errors import DownloadError, IntegrityError, TransientRemoteError
+from ..manifest import S3Location
+from ..remote.base import RangeNotSatisfiable, Remote
+from .retry import RetryPolicy
+
+log = logging.getLogger("releasecache")
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class RemoteFile(io.RawIOBase):
+    """A read-only, seekable file over a remote object, pinned to one version.
+
+    Parameters
+    ----------
+    remote
+        Where the bytes come from.
+    location
+        Bucket, key and the pinned version id (e.g. ``FileEntry.location``).
+    size
+        The object's size in bytes, if known (saves one HEAD request).
+    block_size
+        Smallest unit fetched and cached. Small blocks suit the scattered
+        metadata reads of HDF5.
+    max_readahead
+        Largest single request while reads are sequential.
+    cache_bytes
+        Bytes of blocks kept in memory (least recently used are dropped).
+    max_attempts
+        Tries per request on transient failures (connection resets, 5xx, SlowDown).
+    name
+        A name for messages (defaults to the key).
+
+    Attributes
+    ----------
+    verified : bool
+        Always False: streamed bytes are not checked against the manifest hash.
+    bytes_read : int
+        Bytes fetched from the remote so far (not bytes returned to the reader).
+    requests : int
+        Ranged GETs made so far. If the size was not given, the first GET (of
+        the first block, which HDF5 reads first anyway) also tells the size.
+    """
+
+    verified = False
+
+    def __init__(
+        self,
+        remote: Remote,
+        location: S3Location,
+        *,
+        size: int | None = None,
+        block_size: int = 64 * KiB,
+        max_readahead: int = 8 * MiB,
+        cache_bytes: int = 256 * MiB,
+        max_attempts: int = 6,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        if block_size < 1 or max_readahead < block_size:
+            raise ValueError("block_size must be >= 1 and max_readahead >= block_size")
+        self.remote = remote
+        self.location = location
+        self.block_size = block_size
+        self.max_blocks = max(1, max_readahead // block_size)
+        self.cache_blocks = max(2 * self.max_blocks, cache_bytes // block_size)
+        self.max_attempts = max_attempts
+        self.name = name or location.key
+        self.bytes_read = 0
+        self.requests = 0
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
+        self._pos = 0
+        self._last_block = -2
+        self._run = 1
+        self._lock = threading.Lock()
+        if size is None:
+            size = self._probe()
+        self.size = int(size)
+
+    # -- io.RawIOBase ----------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self.size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise OSError(f"negative seek position {pos} in {self.name}")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        self._check_open()
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), max(0, self.size - self._pos))
+        if want <= 0:
+            return 0
+        with self._lock:
+            data = self._read_span(self._pos, want)
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def readall(self) -> bytes:
+        self._check_open()
+        return self.read(max(0, self.size - self._pos))
+
+    def close(self) -> None:
+        self._blocks.clear()
+        super().close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError(f"I/O operation on closed file {self.name}")
+
+    @property
+    def fraction_read(self) -> float:
+        """``bytes_read / size`` (0 for an empty object)."""
+        return self.bytes_read / self.size if self.size else 0.0
+
+    def __repr__(self) -> str:
+        return (f"<RemoteFile {self.name} version={self.location.version_id} size={self.size} "
+                f"read={self.bytes_read} in {self.requests} requests, not hash-verified>")
+
+    # -- blocks ----------------------------------------------------------------
+
+    def _read_span(self, start: int, length: int) -> bytes:
+        bs = self.block_size
+        if length > self.max_blocks * bs:  # a large read (a whole dataset): one request, not cached
+            self._last_block = (start + length - 1) // bs
+            return self._fetch(start, start + length - 1)
+        first, last = start // bs, (start + length - 1) // bs
+        index = first
+        while index <= last:
+            if index in self._blocks:
+                self._blocks.move_to_end(index)
+                index += 1
+                continue
+            # A run of missing blocks that this read needs is fetched at once;
+            # sequential access also fetches ahead, growing geometrically.
+            needed = 1
+            while index + needed <= last and (index + needed) not in self._blocks:
+                needed += 1
+            sequential = index == self._last_block + 1
+            self._run = min(self.max_blocks, self._run * 2) if sequential else 1
+            count = max(needed, self._run)
+            n_blocks = (self.size + bs - 1) // bs
+            count = min(count, n_blocks - index)
+            for j in range(needed, count):  # do not re-fetch blocks already cached
+                if index + j in self._blocks:
+                    count = j
+                    break
+            self._fetch_blocks(index, count)
+            self._last_block = index + count - 1
+            index += needed
+        parts = [self._blocks[i] for i in range(first, last + 1)]
+        data = b"".join(parts) if len(parts) > 1 else parts[0]
+        offset = start - first * bs
+        return data[offset: offset + length]
+
+    def _fetch_blocks(self, index: int, count: int) -> None:
+        bs = self.block_size
+        start = index * bs
+        end = min(self.size, (index + count) * bs) - 1
+        data = self._fetch(start, end)
+        for j in range(count):
+            self._blocks[index + j] = data[j * bs: (j + 1) * bs]
+            self._blocks.move_to_end(index + j)
+        while len(self._blocks) > self.cache_blocks:
+            self._blocks.popitem(last=False)
+
+    def _probe(self) -> int:
+        """Learn the size from a GET of the first block (kept: HDF5 reads its superblock first)."""
+        try:
+            self.size = 1 << 62  # unknown until the answer; bounds nothing in _fetch
+            data, total = self._fetch(0, self.block_size - 1, exact=False)
+        except DownloadError as exc:
+            if isinstance(exc.__cause__, RangeNotSatisfiable):
+                return 0  # an empty object
+            raise
+        if total is None:
+            raise DownloadError(f"streaming {self.name}: the server did not report the object's size")
+        if data:
+            self._blocks[0] = data
+        self._last_block = 0
+        return total
+
+    def _fetch(self, start: int, end: int, *, exact: bool = True) -> Any:
+        expected = end - start + 1
+
+        def attempt() -> bytes:
+            self.requests += 1
+            with self.remote.get_range(self.location, start, end) as response:
+                if (self.remote.reports_version and self.location.version_id and response.version_id
+                        and response.version_id != self.location.version_id):
+                    raise IntegrityError(
+                        f"{self.name}: asked for version {self.location.version_id}, the server sent "
+                        f"{response.version_id}; refusing to read another version of the file"
+                    )
+                body = b"".join(response.chunks)
+                self.bytes_read += len(body)
+                total = response.total_size
+                if not response.partial:  # the server ignored Range and sent everything
+                    total = len(body)
+                    body = body[start: end + 1]
+                elif response.start != start:
+                    raise TransientRemoteError(f"{self.name}: asked for byte {start}, got {response.start}")
+            if exact and len(body) != expected:
+                raise TransientRemoteError(f"{self.name}: short read at {start}: {len(body)} of {expected} bytes")
+            if not exact:
+                want = min(expected, total) if total is not None else len(body)
+                if len(body) != want:
+                    raise TransientRemoteError(f"{self.name}: short read at {start}: {len(body)} of {want} bytes")
+                return body, total
+            return body
+
+        return self._retry(attempt, f"GET bytes {start}-{end}")
+
+    def _retry(self, fn: Any, what: str) -> Any:
+        def give_up(n: int, exc: BaseException) -> str:
+            return (f"streaming {self.name} (version {self.location.version_id}): {what} failed after "
+                    f"{n} attempts: {exc}")
+
+        policy = RetryPolicy(self.max_attempts, backoff_base=0.1, backoff_max=5.0)  # a reader waits less
+        try:
+            return policy.call(fn, what=f"streaming {self.name}: {what}", give_up=give_up)
+        except RangeNotSatisfiable as exc:
+            raise DownloadError(give_up(1, exc)) from exc
+
+
+__all__ = ["RemoteFile"]

@@ -1,0 +1,232 @@
+"""A lazily opened, read-only NWB file and helpers that read table columns on demand."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, BinaryIO, Union
+
+import numpy as np
+import pandas as pd
+
+from ...errors import NwbLayoutError, SessionClosedError
+
+logger = logging.getLogger("releasecache")
+
+
+Source = Union[Path, str, BinaryIO]
+"""A local path, or a seekable binary file object (e.g. a streamed remote file)."""
+
+
+class NwbHandle:
+    """One NWB file, opened read-only on first use and closed by :meth:`close`.
+
+    Parameters
+    ----------
+    source
+        Local path of the file (it must exist), or a seekable binary file
+        object such as a streamed remote file. The file is opened only when
+        some data is first asked for. A file object stays the caller's to
+        close; :meth:`close` closes only what this handle opened on it.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self._fileobj: BinaryIO | None = None
+        if isinstance(source, (str, Path)):
+            self.path = Path(source)
+            if not self.path.is_file():
+                raise FileNotFoundError(f"NWB file not found: {self.path}")
+        else:
+            self._fileobj = source
+            self.path = Path(str(getattr(source, "name", "<stream>")))
+        self._io: Any = None
+        self._h5: Any = None
+        self._nwbfile: Any = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the HDF5 file is currently open."""
+        return self._io is not None
+
+    @property
+    def nwbfile(self) -> Any:
+        """The :class:`pynwb.NWBFile` (opens and reads the file structure once)."""
+        if self._closed:
+            raise SessionClosedError(f"{self.path.name} was closed; open the session again")
+        if self._nwbfile is None:
+            self._open()
+        return self._nwbfile
+
+    def _open(self) -> None:
+        from pynwb import NWBHDF5IO  # noqa: PLC0415 - pynwb is slow to import
+
+        if self._fileobj is None:
+            io = NWBHDF5IO(str(self.path), mode="r")
+        else:
+            import h5py  # noqa: PLC0415
+
+            self._h5 = h5py.File(self._fileobj, "r")
+            io = NWBHDF5IO(file=self._h5, mode="r")
+        try:
+            self._nwbfile = io.read()
+        except Exception:
+            io.close()
+            self._close_h5()
+            raise
+        self._io = io
+        logger.debug("opened %s", self.path)
+
+    def _close_h5(self) -> None:
+        if self._h5 is not None:
+            try:
+                self._h5.close()
+            except (OSError, ValueError):  # already closed with the reader
+                pass
+        self._h5 = None
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._io is not None:
+            self._io.close()
+            logger.debug("closed %s", self.path)
+        self._close_h5()
+        self._io = None
+        self._nwbfile = None
+        self._closed = True
+
+
+def _decode(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "S" or (values.dtype == object and values.size
+                                    and isinstance(values.flat[0], bytes)):
+        return np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+    return values
+
+
+def read_dataset(data: Any) -> np.ndarray:
+    """Read a whole (small) dataset or in-memory array into numpy, decoding strings."""
+    values = np.asarray(data[()] if hasattr(data, "shape") and data.shape == () else data[:])
+    return _decode(values)
+
+
+def is_ragged(column: Any) -> bool:
+    """Whether a table column is a ragged (indexed) column."""
+    from hdmf.common import VectorIndex  # noqa: PLC0415
+
+    return isinstance(column, VectorIndex)
+
+
+def is_region(column: Any) -> bool:
+    """Whether a table column references rows of another table."""
+    from hdmf.common import DynamicTableRegion  # noqa: PLC0415
+
+    return isinstance(column, DynamicTableRegion)
+
+
+def ragged_parts(column: Any) -> tuple[np.ndarray, np.ndarray]:
+    """All values of a ragged column and the end offset of each row."""
+    ends = np.asarray(column.data[:], dtype=np.int64)
+    return read_dataset(column.target.data), ends
+
+
+def split_ragged(values: np.ndarray, ends: np.ndarray) -> list[np.ndarray]:
+    """Split flat ragged values at the row end offsets."""
+    return np.split(values, ends[:-1]) if len(ends) else []
+
+
+def table_ids(table: Any) -> np.ndarray:
+    """The ``id`` column of a DynamicTable."""
+    return np.asarray(table.id.data[:])
+
+
+def column_names(table: Any) -> list[str]:
+    """Names of a table's columns, in stored order."""
+    return list(table.colnames)
+
+
+def scalar_columns(table: Any, names: list[str] | None = None, *, skip: tuple[str, ...] = (),
+                   ragged: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Read selected columns of a DynamicTable into a DataFrame indexed by ``id``.
+
+    Parameters
+    ----------
+    table
+        An hdmf DynamicTable.
+    names
+        Columns to read (default: all).
+    skip
+        Columns never read.
+    ragged
+        Ragged columns to read as one array per row; other ragged columns and
+        table references are skipped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``id``.
+    """
+    data: dict[str, Any] = {}
+    for name in names if names is not None else column_names(table):
+        if name in skip or name not in table.colnames:
+            continue
+        column = table[name]
+        if is_region(column):
+            continue
+        if is_ragged(column):
+            if name in ragged:
+                data[name] = split_ragged(*ragged_parts(column))
+            continue
+        values = read_dataset(column.data)
+        data[name] = list(values) if values.ndim > 1 else values
+    frame = pd.DataFrame(data, index=pd.Index(table_ids(table), name="id"))
+    return frame
+
+
+def one_row(table: Any) -> dict[str, Any]:
+    """The single row of a one-row table as ``{column: python value}``."""
+    row: dict[str, Any] = {}
+    for name in column_names(table):
+        column = table[name]
+        if is_region(column):
+            continue
+        if is_ragged(column):
+            values, ends = ragged_parts(column)
+            row[name] = values[: int(ends[0])] if len(ends) else values[:0]
+            continue
+        value = read_dataset(column.data)[0]
+        row[name] = value.item() if isinstance(value, np.generic) else value
+    return row
+
+
+def json_description(container: Any) -> dict[str, Any]:
+    """A container's description parsed as a JSON object (empty if it is not one)."""
+    text = getattr(container, "description", None)
+    if not isinstance(text, str) or not text.startswith("{"):
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def get_child(parent: Any, name: str, what: str, path: Path) -> Any:
+    """``parent[name]``, or :class:`NwbLayoutError` naming what is missing."""
+    try:
+        return parent[name]
+    except (KeyError, TypeError) as exc:
+        raise NwbLayoutError(f"{path.name} has no {what} ({name!r})") from exc
+
+
+def processing_child(nwbfile: Any, module: str, name: str) -> Any | None:
+    """``nwbfile.processing[module][name]`` or None."""
+    mod = nwbfile.processing.get(module)
+    if mod is None:
+        return None
+    return mod.data_interfaces.get(name)
