@@ -198,7 +198,7 @@ def test_gc_racing_downloads_never_deletes_what_is_being_written(tmp_path, bulk_
     load_v1 = open_cache(cache_dir, bulk_bucket, proxy.url, manifest=v1)
     proxy.add(Fault("delay", stall_seconds=0.05))
     stop = tmp_path / "stop-gc"
-    gc_worker = Worker(settings(cache_dir, bulk_bucket, proxy.url, None, action="gc_loop", keep=[v2],
+    gc_worker = Worker(settings(cache_dir, bulk_bucket, proxy.url, None, action="gc_loop", keep=[v2], window_days=0,
                                 stop_file=str(stop), pause=0.01))
     try:
         assert gc_worker.wait_for_line("ready"), gc_worker.stderr()[-3000:]

@@ -29,6 +29,10 @@ DEFAULT_LOCK_TIMEOUT = 3600.0
 DEFAULT_LOCK_LEASE = 120.0
 #: Lock kind when neither the argument nor ``RELEASECACHE_LOCK_KIND`` says.
 DEFAULT_LOCK_KIND = "auto"
+#: gc keeps the files of every manifest anybody used within this many days.
+DEFAULT_GC_WINDOW_DAYS = 30.0
+#: What a cache checks when it hands out a file it already has: never, fast, full.
+DEFAULT_INTEGRITY = "never"
 
 # -- environment variables ------------------------------------------------------------------
 
@@ -46,6 +50,10 @@ ENV_LAYERS = "RELEASECACHE_LAYERS"
 ENV_USAGE_LOG = "RELEASECACHE_USAGE_LOG"
 #: ``posix`` or ``soft`` per-blob locks (see :mod:`releasecache.store.locks`).
 ENV_LOCK_KIND = "RELEASECACHE_LOCK_KIND"
+#: gc's usage window in days (see :mod:`releasecache.cache.gc`).
+ENV_GC_WINDOW_DAYS = "RELEASECACHE_GC_WINDOW_DAYS"
+#: ``never``, ``fast`` or ``full``: the integrity-on-open policy (see :mod:`releasecache.cache.fetch`).
+ENV_INTEGRITY = "RELEASECACHE_INTEGRITY"
 
 
 def env(name: str) -> str | None:

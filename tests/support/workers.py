@@ -90,7 +90,8 @@ def gc_loop(settings: dict[str, Any]) -> None:
     print("ready", flush=True)
     while not os.path.exists(settings["stop_file"]):
         try:
-            report = cache.gc(keep=settings["keep"], dry_run=False, partial_age_days=0)
+            report = cache.gc(keep=settings["keep"], dry_run=False, partial_age_days=0,
+                              window_days=settings.get("window_days"))
             busy.update(report.busy)
             deleted += len(report.deleted_blobs)
         except Exception as exc:

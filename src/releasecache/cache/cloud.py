@@ -8,14 +8,17 @@ any file that is not yet in the store.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, ENV_USAGE_LOG
-from ..errors import ManifestNotFoundError, NoManifestLoadedError, OfflineError, OutdatedManifestWarning
+from ..errors import (ManifestNotFoundError, NoManifestLoadedError, OfflineError, OutdatedManifestWarning,
+                      StorageError)
 from ..manifest import FileEntry, Manifest, ManifestDiff, check_relative_path, compare_manifests, sort_manifest_names
 from ..remote import Remote, make_remote
 from ..store import Store
@@ -244,6 +247,7 @@ class CloudCache:
             log.warning("manifest %s names project %r, this cache is for %r", name, manifest.project_name, self.project)
         self._manifest = manifest
         catalogue.remember_last_used(self.store, self.project, name)
+        self.store.record_manifest_use(manifest.name or name, self.project)
         try:
             latest = self.latest_manifest_file()
         except ManifestNotFoundError:
@@ -322,10 +326,30 @@ class CloudCache:
 
         The file is noted for :meth:`used_files` (and the usage log, if any).
         """
-        path = ensure_entry(self.store, self.transfer, self.remote, self.manifest, entry, progress=progress,
+        manifest = self.manifest
+        path = ensure_entry(self.store, self.transfer, self.remote, manifest, entry, progress=progress,
                             show_bar=self.progress)
         record.note_used(self, entry)
+        if manifest.name:  # a long job keeps its manifest's window open (at most once per 10 min)
+            self.store.record_manifest_use(manifest.name, self.project)
         return path
+
+    @contextmanager
+    def reading(self, entry: FileEntry) -> Iterator[Path]:
+        """``ensure`` the entry and hold a shared lock on its blob while the block runs.
+
+        ``gc`` never deletes a blob another process is reading this way (it reports
+        it as busy). Sessions and paths used otherwise are protected by gc's usage
+        window: the manifest was used, so its files stay.
+        """
+        for _attempt in range(3):
+            path = self.ensure(entry)
+            with self.store.reading(entry.file_hash):
+                if self.store.has_blob(entry.file_hash):  # not deleted between ensure and the lock
+                    yield path
+                    return
+        raise StorageError(errno.ENOENT, f"{entry.relative_path}: deleted by a concurrent gc three times "
+                           "before it could be read")
 
     def used_files(self) -> list[dict[str, Any]]:
         """Every file this cache object returned a path for (or streamed), in this process.
@@ -448,12 +472,15 @@ class CloudCache:
         return du.disk_usage(self.store)
 
     def gc(self, keep: "Iterable[str | Manifest] | None" = None, *, dry_run: bool = True,
-           partial_age_days: float | None = 7.0) -> "GCReport":
+           partial_age_days: float | None = 7.0, window_days: float | None = None) -> "GCReport":
         """Delete blobs no kept manifest needs, and the views of versions not kept.
 
-        ``keep`` defaults to the loaded manifest (else the last used one).
-        Blobs whose lock another process holds are skipped. ``dry_run=True``
-        (the default) only reports. Partial downloads untouched for
+        ``keep`` defaults to the loaded manifest (else the last used one). Every
+        manifest that anybody used in this cache within ``window_days`` (default
+        ``$RELEASECACHE_GC_WINDOW_DAYS``, else 30; 0: only ``keep``) stays too.
+        Blobs whose lock another process holds (downloading, or reading through
+        :meth:`reading`) are skipped. ``dry_run=True`` (the default) only reports,
+        per manifest, what would go and why. Partial downloads untouched for
         ``partial_age_days`` are removed too (None: keep them).
         """
         if keep is None:
@@ -465,4 +492,4 @@ class CloudCache:
             keep = [keep]
         kept = [self._manifest_arg(m) for m in keep]
         return gc.gc(self.store, [m for m in kept if m is not None], self.project, dry_run=dry_run,
-                  partial_age_days=partial_age_days)
+                     partial_age_days=partial_age_days, window_days=window_days)

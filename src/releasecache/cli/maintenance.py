@@ -53,14 +53,21 @@ def du(ctx: click.Context, as_json: bool) -> None:
               help="Only report what would be deleted, or delete it.")
 @click.option("--partial-age-days", type=float, default=7.0, show_default=True,
               help="Also remove unfinished downloads untouched this long.")
+@click.option("--window-days", type=float, default=None, metavar="DAYS",
+              help="Also keep every version anybody used in this cache within DAYS "
+                   "(default: $RELEASECACHE_GC_WINDOW_DAYS, else 30; 0 keeps only --keep).")
 @json_option
 @click.pass_context
-def gc(ctx: click.Context, keep: tuple[str, ...], dry_run: bool, partial_age_days: float, as_json: bool) -> None:
-    """Free space: delete files no kept version needs (a dry run unless --delete)."""
+def gc(ctx: click.Context, keep: tuple[str, ...], dry_run: bool, partial_age_days: float,
+       window_days: float | None, as_json: bool) -> None:
+    """Free space: delete files no kept or recently used version needs (a dry run unless --delete).
+
+    The report says, per downloaded version, whether it stays and why.
+    """
     settings = json_mode(ctx, as_json)
     cache = settings.cache()
     kept = [resolve_manifest_name(cache, k) for k in keep] or None
-    report = cache.gc(kept, dry_run=dry_run, partial_age_days=partial_age_days)
+    report = cache.gc(kept, dry_run=dry_run, partial_age_days=partial_age_days, window_days=window_days)
     if as_json:
         emit_json(report.to_dict())
     else:

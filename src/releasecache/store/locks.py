@@ -220,51 +220,65 @@ def _record_path(locks_dir: Path) -> Path:
     return locks_dir / f"probe-{_HOST}.json"
 
 
-def choose_lock_kind(locks_dir: str | os.PathLike[str], kind: str | None = None, *, warn: bool = True) -> str:
+def choose_lock_kind(locks_dir: str | os.PathLike[str], kind: str | None = None, *,
+                     probe_dir: str | os.PathLike[str] | None = None, warn: bool = True) -> str:
     """The lock kind for a cache whose locks live in ``locks_dir``.
 
     An explicit ``kind`` (or ``$RELEASECACHE_LOCK_KIND``) is returned as is.
     ``"auto"`` probes the filesystem (:func:`probe_locks`) once per directory
-    and host: the result is remembered in ``<locks_dir>/probe-<host>.json``
-    (re-probed if the directory moves to another filesystem) and in this
-    process. Where the locks do not exclude, ``"soft"`` is returned and one
-    :class:`~releasecache.errors.LockFallbackWarning` naming the filesystem is
-    given per process and directory. A directory that cannot be written (a
-    read-only cache takes no locks) gives ``"posix"`` without probing.
+    and host: in ``locks_dir`` if it exists, else in ``probe_dir`` (the cache
+    directory: same filesystem, and nothing is left behind there). The result
+    is remembered in this process and, once ``locks_dir`` exists, in
+    ``<locks_dir>/probe-<host>.json`` (probed again if the directory moves to
+    another filesystem). Where the locks do not exclude, ``"soft"`` is returned
+    and one :class:`~releasecache.errors.LockFallbackWarning` naming the
+    filesystem is given per process and directory. Where nothing can be probed
+    (a read-only cache takes no locks), ``"posix"`` is returned.
     """
     wanted = resolve_lock_kind(kind)
     if wanted != "auto":
         return wanted
     folder = Path(locks_dir)
+    where = folder if folder.is_dir() or probe_dir is None else Path(probe_dir)
     try:
-        dev = os.stat(folder).st_dev
+        dev = os.stat(where).st_dev
     except OSError:
         return "posix"
     key = (str(folder.absolute()), dev)
     with _probe_guard:
         if key in _probed:
             return _probed[key]
-        record = _read_record(folder, dev)
+        record = _read_record(folder, dev) if where == folder else None
         if record is None:
             try:
-                found = probe_locks(folder)
-            except OSError as exc:  # read-only: nothing will be locked here anyway
-                log.debug("no lock probe in %s: %s", folder, exc)
+                found = probe_locks(where)
+            except OSError as exc:  # not writable: nothing will be locked here anyway
+                log.debug("no lock probe in %s: %s", where, exc)
                 return "posix"
             record = {"format": _PROBE_FORMAT, "dev": dev, "excludes": found.excludes,
                       "filesystem": found.filesystem, "reason": found.reason, "when": time.time()}
-            try:
-                atomic_write(_record_path(folder), json.dumps(record).encode(), durable=False)
-            except OSError:
-                pass
+            if where == folder:
+                try:
+                    atomic_write(_record_path(folder), json.dumps(record).encode(), durable=False)
+                except OSError:
+                    pass
         result = "posix" if record["excludes"] else "soft"
         _probed[key] = result
     if result == "soft" and warn:
         message = (f"the cache's locks in {folder} are on the {record['filesystem']}: {record['reason']}. "
                    "Using lease-based soft locks instead (set lock_kind or RELEASECACHE_LOCK_KIND to choose)")
         log.warning("%s", message)
-        warnings.warn(message, LockFallbackWarning, stacklevel=2)
+        warnings.warn(message, LockFallbackWarning, stacklevel=_user_stacklevel())
     return result
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first line outside this package."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _read_record(folder: Path, dev: int) -> dict[str, Any] | None:

@@ -51,7 +51,7 @@ def write_stamp(stamps_dir: Path, file_hash: str, blob: Path, *, verified: float
                 mode: int | None = None) -> bool:
     """Record the stamp of a blob whose bytes were just hashed (at ``verified``, default now).
 
-    ``mode`` is the stamp file's permission bits (default: what ``mkstemp`` gives).
+    ``mode`` is the stamp file's permission bits (default: what the umask allows).
     Best effort: returns False on any OS error.
     """
     try:

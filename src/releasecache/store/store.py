@@ -10,6 +10,7 @@
       .locks/<h>.lock  .locks/<h>.owner        per-blob inter-process locks and who holds them
       .stamps/<h[:2]>/<h>                      (size, mtime_ns, inode) recorded when the blob was verified
       .quarantine/                             blobs that failed verify(), moved aside for inspection
+      .usage/<manifest name>.json              when each manifest was last used, by whom (gc's window)
       state                                    last used manifest per project
 
 Read-only *layers* (other cache directories, e.g. a site-wide copy) are
@@ -23,6 +24,7 @@ so nothing needs a registry file, and readers need no lock.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -36,11 +38,12 @@ from typing import Any, Iterator
 from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT
 from ..errors import StorageError, UnsafePathError
 from ..manifest import check_relative_path
-from ..utils import atomic_write, fsync_dir
+from ..utils import atomic_write, blob_mode, fsync_dir
 from .ingest import download_partial, download_sidecar
 from .layers import find_in_layers, import_blob
 from .links import try_links
-from .locks import BlobLock, resolve_lock_kind
+from .locks import BlobLock, choose_lock_kind, resolve_lock_kind
+from .manifest_use import USAGE_DIR, record_use
 from .stamps import remove_stamp, stamp_path, write_stamp
 
 log = logging.getLogger("releasecache")
@@ -70,7 +73,8 @@ class Store:
         blobs/, same filesystem only; falls back to a copy), or ``"copy"``
         (copied and re-hashed, so this cache no longer depends on the layer).
     lock_kind
-        ``"posix"`` or ``"soft"``; see :mod:`releasecache.store.locks`.
+        ``"auto"`` (the default: probe whether this filesystem's locks exclude, once per
+        directory and host), ``"posix"`` or ``"soft"``; see :mod:`releasecache.store.locks`.
     lock_lease
         Seconds a soft lock survives without its holder's heartbeat.
     """
@@ -102,6 +106,10 @@ class Store:
             if not os.access(self.root, os.W_OK):
                 log.info("cache directory %s is not writable; using it read-only", self.root)
                 self.read_only = True
+        if not self.read_only and self.lock_kind == "auto":
+            # Find out now, once, whether this filesystem's locks exclude (a read-only cache takes none).
+            self._check_no_symlinked_dirs(self.locks_dir / "_")
+            self.lock_kind = choose_lock_kind(self.locks_dir, "auto", probe_dir=self.root)
 
     # -- paths ----------------------------------------------------------------
 
@@ -124,6 +132,10 @@ class Store:
     @property
     def stamps_dir(self) -> Path:
         return self.root / ".stamps"
+
+    @property
+    def usage_dir(self) -> Path:
+        return self.root / USAGE_DIR
 
     @property
     def quarantine_dir(self) -> Path:
@@ -220,6 +232,39 @@ class Store:
             if taken:
                 lock.release()
 
+    @contextmanager
+    def reading(self, file_hash: str) -> Iterator[None]:
+        """Hold a shared lock on a blob while reading it, so that gc (which needs the exclusive
+        lock to delete) skips it as busy. OS locks only; with soft locks this holds nothing
+        and the usage window (see :mod:`releasecache.store.manifest_use`) protects readers."""
+        fd = None
+        if self.lock_kind != "soft" and not self.read_only:
+            try:
+                self.make_dir(self.locks_dir)
+                fd = os.open(self.locks_dir / f"{file_hash}.lock",
+                             os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            except (OSError, StorageError, UnsafePathError) as exc:
+                log.debug("no read lock on %s: %s", file_hash[:16], exc)
+                if fd is not None:
+                    os.close(fd)
+                fd = None
+        try:
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)  # closing drops the flock
+
+    def record_manifest_use(self, manifest_name: str, project: str | None = None) -> bool:
+        """Note in ``.usage/`` that a manifest is used now (best effort; rate-limited per process)."""
+        if self.read_only:
+            return False
+        try:
+            self.make_dir(self.usage_dir)
+        except (StorageError, UnsafePathError):
+            return False
+        return record_use(self.root, manifest_name, project=project)
+
     # -- writing --------------------------------------------------------------
 
     def make_dir(self, path: Path) -> None:
@@ -245,7 +290,7 @@ class Store:
                 fd = os.open(partial, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
                 try:
                     os.fsync(fd)
-                    os.fchmod(fd, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+                    os.fchmod(fd, blob_mode())  # read-only for everyone the umask lets read
                 finally:
                     os.close(fd)
             os.replace(partial, dest)
