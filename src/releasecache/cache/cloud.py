@@ -457,15 +457,22 @@ class CloudCache:
             return manifest
         return self.get_manifest(manifest)
 
-    def verify(self, manifest: "str | Manifest | None" = None, *, mode: str = "fast") -> "VerifyReport":
+    def verify(self, manifest: "str | Manifest | None" = None, *, mode: str = "fast",
+               max_seconds: float | None = None, max_bytes: int | None = None, resume: bool = True,
+               fix_permissions: bool = False) -> "VerifyReport":
         """Re-check blobs (of one manifest, or all); move corrupt ones aside so they download again.
 
         ``mode="fast"`` checks sizes and publish-time stamps, hashing only blobs
-        whose stamp changed; ``mode="full"`` hashes everything. Returns a
+        whose stamp changed; ``mode="full"`` hashes everything, incrementally:
+        oldest-verified first, within ``max_seconds`` / ``max_bytes`` per run, and
+        a stopped (or killed) pass continues where it stopped (``resume=False``
+        starts over). Modes that lock the cache's group out are reported, and
+        repaired where this user may with ``fix_permissions=True``. Returns a
         :class:`~releasecache.cache.verify.VerifyReport` (``.ok``, ``.corrupt``,
-        ``.missing``, ``.to_dict()``).
+        ``.missing``, ``.complete``, ``.permissions``, ``.to_dict()``).
         """
-        return verify.verify(self.store, self._manifest_arg(manifest), mode=mode)
+        return verify.verify(self.store, self._manifest_arg(manifest), mode=mode, max_seconds=max_seconds,
+                             max_bytes=max_bytes, resume=resume, fix_permissions=fix_permissions)
 
     def disk_usage(self) -> "DiskUsage":
         """Bytes per downloaded manifest (unique vs shared with other manifests) and in total."""

@@ -425,12 +425,22 @@ class Store:
     def iter_blobs(self) -> Iterator[tuple[str, Path]]:
         """Every published blob as ``(hash, path)``: regular files named by a hash, never through links."""
         self._check_no_symlinked_dirs(self.blobs_dir / "xx" / "_")
-        if not self.blobs_dir.is_dir():
+        try:
+            if not self.blobs_dir.is_dir():
+                return
+            subs = sorted(self.blobs_dir.iterdir())
+        except PermissionError as exc:  # another user's directory with a narrow umask: verify reports it
+            log.warning("cannot list %s: %s", self.blobs_dir, exc.strerror)
             return
-        for sub in sorted(self.blobs_dir.iterdir()):
+        for sub in subs:
             if len(sub.name) != 2 or not stat.S_ISDIR(os.lstat(sub).st_mode):
                 continue
-            for blob in sorted(sub.iterdir()):
+            try:
+                names = sorted(sub.iterdir())
+            except PermissionError as exc:
+                log.warning("cannot list %s: %s", sub, exc.strerror)
+                continue
+            for blob in names:
                 name = blob.name
                 if len(name) == 128 and name.startswith(sub.name) and all(c in "0123456789abcdef" for c in name):
                     try:
