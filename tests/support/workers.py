@@ -147,12 +147,26 @@ def hold_lock(settings: dict[str, Any]) -> None:
     print("released", flush=True)
 
 
+def hold_reading(settings: dict[str, Any]) -> None:
+    """Read data file ``file_id`` inside ``cache.reading()`` until ``stop_file`` exists; print 'reading'."""
+    cache = open_cache(settings)
+    with cache.reading(cache.data_entry(settings["file_id"])) as path:
+        with open(path, "rb") as fh:
+            fh.read(1)
+            print("reading", flush=True)
+            deadline = time.monotonic() + settings.get("seconds", 60)
+            while not os.path.exists(settings["stop_file"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            fh.read()
+    print("done", flush=True)
+
+
 def fetch(settings: dict[str, Any]) -> None:
     """:func:`fetch_and_verify` as a command: print its result as JSON."""
     print(json.dumps(fetch_and_verify(settings)), flush=True)
 
 
-ACTIONS = {"fetch": fetch, "prefetch_forever": prefetch_forever, "gc_loop": gc_loop, "constrained_fetch": constrained_fetch,
+ACTIONS = {"fetch": fetch, "hold_reading": hold_reading, "prefetch_forever": prefetch_forever, "gc_loop": gc_loop, "constrained_fetch": constrained_fetch,
            "hold_lock": hold_lock}
 
 

@@ -66,8 +66,15 @@ class CloudCache:
         reach their blobs (``"symlink"``, ``"hardlink"``, ``"copy"``); see
         :mod:`releasecache.store.layers`.
     lock_kind, lock_lease
-        ``"posix"`` (default) or ``"soft"`` per-blob locks, and the soft locks'
-        lease in seconds; see :mod:`releasecache.store.locks`.
+        ``"auto"`` (default: probe whether the filesystem's locks exclude, and
+        fall back to soft locks with a warning where they do not), ``"posix"``
+        or ``"soft"`` per-blob locks, and the soft locks' lease in seconds; see
+        :mod:`releasecache.store.locks`.
+    integrity
+        What is checked when a file already in the cache is handed out:
+        ``"never"`` (default; ``$RELEASECACHE_INTEGRITY``), ``"fast"`` (its size
+        and verification stamp; hashed if they changed) or ``"full"`` (hashed,
+        once per process). A file that fails is moved aside and downloaded again.
     """
 
     def __init__(
@@ -85,8 +92,10 @@ class CloudCache:
         layer_link: str = "symlink",
         lock_kind: str | None = None,
         lock_lease: float = DEFAULT_LOCK_LEASE,
+        integrity: str | None = None,
     ) -> None:
         check_relative_path(project, what="project name")
+        self.integrity = verify.resolve_integrity(integrity)
         self.project = project
         self.remote = remote
         self.store = Store(cache_dir, read_only=read_only, lock_timeout=lock_timeout, layers=list(layers),
@@ -327,6 +336,8 @@ class CloudCache:
         The file is noted for :meth:`used_files` (and the usage log, if any).
         """
         manifest = self.manifest
+        if self.integrity != "never":
+            verify.check_on_open(self.store, entry.file_hash, entry.size, self.integrity)
         path = ensure_entry(self.store, self.transfer, self.remote, manifest, entry, progress=progress,
                             show_bar=self.progress)
         record.note_used(self, entry)

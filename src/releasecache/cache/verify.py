@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_INTEGRITY, ENV_INTEGRITY, env
 from ..errors import StorageError
 from ..manifest import Manifest
 from ..store import Store
@@ -385,4 +386,50 @@ def _repair_views(store: Store, manifest: Manifest) -> list[str]:
 
 
 
-__all__ = ["MODES", "VerifyReport", "quarantine_blob", "verify"]
+#: What a cache checks when it hands out a file it already has (``integrity=``).
+INTEGRITY_POLICIES = ("never", "fast", "full")
+_checked_on_open: set[tuple[str, int, int, int]] = set()  # (hash, inode, mtime_ns, size) hashed by this process
+
+
+def resolve_integrity(policy: str | None) -> str:
+    """The integrity-on-open policy: the argument, else ``$RELEASECACHE_INTEGRITY``, else ``never``."""
+    value = policy or env(ENV_INTEGRITY) or DEFAULT_INTEGRITY
+    if value not in INTEGRITY_POLICIES:
+        raise ValueError(f"integrity must be one of {INTEGRITY_POLICIES}, not {value!r}")
+    return value
+
+
+def check_on_open(store: Store, file_hash: str, expected_size: int | None, policy: str) -> bool:
+    """Check a blob of this cache before it is handed out; quarantine it if it is bad.
+
+    ``"fast"``: its size and stamp must match (else it is hashed, as a fast verify
+    would); ``"full"``: it is hashed (once per process while its inode, mtime and
+    size stay the same). Returns False if the blob was found corrupt and moved
+    aside (the caller then downloads it again); True otherwise. Blobs in read-only
+    layers, and read-only caches, are not checked (nothing could be repaired).
+    """
+    if policy == "never" or store.read_only or not store.has_own_blob(file_hash):
+        return True
+    path = store.blob_path(file_hash)
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return True
+    key = (file_hash, st.st_ino, st.st_mtime_ns, st.st_size)
+    if policy == "full" and key in _checked_on_open:
+        return True
+    problem, seen, nbytes = _check_one(store, file_hash, path, expected_size, "fast" if policy == "fast" else "full",
+                                       True)
+    if problem is None:
+        if nbytes is not None:
+            store.stamp(file_hash)
+            _checked_on_open.add(key)
+        elif policy == "full":
+            _checked_on_open.add(key)
+        return True
+    log.warning("blob %s… failed its integrity check on open (%s); downloading it again", file_hash[:16], problem)
+    return quarantine_blob(store, file_hash, seen) is None and store.has_own_blob(file_hash)
+
+
+__all__ = ["INTEGRITY_POLICIES", "MODES", "VerifyReport", "check_on_open", "quarantine_blob", "resolve_integrity",
+           "verify"]
