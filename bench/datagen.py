@@ -264,14 +264,15 @@ def _small_vbn_tables(ecephys: list[tuple[int, int, str]], behavior: list[tuple[
 
 
 def small_vbn_release(work: Path, *, sessions: int, session_size: int, probes_per_session: int, probe_size: int,
-                      behavior: int, behavior_size: int) -> dict:
-    """W2: a small release shaped like VBN: 5 metadata CSVs, ecephys session files, probe LFP files,
-    behavior-only session files, in the real bucket and key layout."""
-    bucket = Bucket(work, "visual-behavior-neuropixels-data")
+                      behavior: int, behavior_size: int, bucket_name: str = "visual-behavior-neuropixels-data",
+                      stamp_name: str = "w2") -> dict:
+    """W2 (and W7): a small release shaped like VBN: 5 metadata CSVs, ecephys session files, probe
+    LFP files, behavior-only session files, in the real bucket and key layout."""
+    bucket = Bucket(work, bucket_name)
     p = VBN_PROJECT
     spec = {"v": 2, "sessions": sessions, "session_size": session_size, "ppp": probes_per_session,
             "probe_size": probe_size, "behavior": behavior, "behavior_size": behavior_size}
-    stamp = work / "stamps" / "w2.json"
+    stamp = work / "stamps" / f"{stamp_name}.json"
     objs = _stamp_ok(stamp, spec, bucket)
     if objs is None:
         files: list[tuple[str, str, int]] = []
@@ -300,6 +301,13 @@ def small_vbn_release(work: Path, *, sessions: int, session_size: int, probes_pe
     bucket.write_listings(p, objs)
     return {"bucket": bucket.name, "project": p, "manifest": name, "objects": objs,
             "bytes": sum(o.size for o in objs), "paths": [str(bucket.path(o.key)) for o in objs]}
+
+
+def whole_release(work: Path, *, big_size: int, small: int, small_size: int) -> dict:
+    """W7: one large session file plus ``small`` behavior files and the 5 metadata CSVs, VBN format."""
+    return small_vbn_release(work, sessions=1, session_size=big_size, probes_per_session=0, probe_size=0,
+                             behavior=small, behavior_size=small_size, bucket_name="bench-release",
+                             stamp_name="w7")
 
 
 def full_scale_tables_release(work: Path, n_sessions: int | None = None) -> dict:
@@ -390,4 +398,79 @@ def version_switch_sources(work: Path, *, files: int, changed: int, min_size: in
             "changed_bytes": sum(sizes[i] for i in changed_ids), "total_bytes": sum(sizes)}
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(json.dumps({"spec": spec, "info": info}))
+    return info
+
+
+def streaming_release(work: Path, *, units_per_probe: int, spike_factor: int) -> dict:
+    """W8: the synthetic VBN release (one version), with one ecephys session rewritten at a larger
+    scale: ``units_per_probe`` units on each probe (at most 100: the fixture spaces unit ids by 100
+    per probe) and ``spike_factor`` times as many spikes per unit, so that, as in the real files, the
+    spike data make the file hundreds of MB and the small tables sit far apart in it.
+
+    Uses the project's fixture generator (tests.support.fixtures) for the file format.
+    """
+    import dataclasses
+    import shutil
+
+    from tests.support.fixtures import vbn
+
+    from releasecache.cache.publish import build_manifest
+
+    bucket = Bucket(work, "bench-stream")
+    p = VBN_PROJECT
+    version = "0.1.0"
+    spec = {"v": 2, "units_per_probe": units_per_probe, "spike_factor": spike_factor}
+    stamp = work / "stamps" / "w8.json"
+    try:
+        saved = json.loads(stamp.read_text())
+        if saved["spec"] == spec and bucket.path(saved["key"]).is_file():
+            return saved["info"]
+    except (OSError, ValueError, KeyError):
+        pass
+    src = work / "w8src"
+    shutil.rmtree(src, ignore_errors=True)
+    vdir = vbn.build_vbn_release(src, versions=(version,))[version]
+    entry = next(e for e in vbn.data_files(0) if e.kind == "ecephys")
+    session = entry.session
+    probes = tuple(dataclasses.replace(pr, n_units=min(100, max(pr.n_units, units_per_probe)))
+                   for pr in session.probes)
+    bigger = dataclasses.replace(session, probes=probes)
+    path = vdir / entry.key
+    import numpy as np
+
+    original = vbn.session_units
+    rng = np.random.Generator(np.random.PCG64(8))
+
+    def more_spikes(sess, stage):  # type: ignore[no-untyped-def]
+        out = []
+        for probe, units in original(sess, stage):
+            times, amps = [], []
+            for t, a in zip(units.spike_times, units.spike_amplitudes):
+                n = len(t) * spike_factor
+                times.append(np.sort(rng.uniform(max(0.0, float(t.min())), float(t.max()), n)))
+                amps.append(np.resize(a, n) * rng.lognormal(0.0, 0.05, n).astype(a.dtype))
+            out.append((probe, dataclasses.replace(units, spike_times=times, spike_amplitudes=amps)))
+        return out
+
+    # The fixture's own writer (private to the fixtures package), at the larger scale.
+    vbn.session_units = more_spikes
+    try:
+        vbn._write_ecephys(path, bigger, 0)
+    finally:
+        vbn.session_units = original
+    doc = build_manifest(p, version, vdir, bucket=bucket.name,
+                         version_id_for=lambda key, _path, digest: version_id_for(digest))
+    dest = bucket.root / p
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(vdir / p, dest)
+    name = manifest_name(p, version)
+    (dest / "manifests").mkdir(parents=True, exist_ok=True)
+    (dest / "manifests" / name).write_text(json.dumps(doc, indent=1))
+    bucket.write_listings(p, [])
+    info = {"bucket": bucket.name, "project": p, "manifest": name, "key": entry.key,
+            "file_id": str(entry.file_id), "ecephys_session_id": int(session.ecephys_session_id),
+            "size": path.stat().st_size, "units": sum(pr.n_units for pr in probes)}
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"spec": spec, "key": entry.key, "info": info}))
+    shutil.rmtree(src, ignore_errors=True)
     return info

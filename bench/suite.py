@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,7 +45,9 @@ RESULTS = Path(os.environ.get("BENCH_RESULTS", HERE / "results"))
 PY = sys.executable
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
-REPS = int(os.environ.get("BENCH_REPS", "2" if QUICK else "5"))
+REPS = int(os.environ.get("BENCH_REPS", "2" if QUICK else "3"))
+# The references' default settings are run this many times (their tuned settings REPS times).
+REPS_DEFAULTS = int(os.environ.get("BENCH_REPS_DEFAULTS", "1"))
 ONLY = {w.strip().upper() for w in os.environ.get("BENCH_ONLY", "").split(",") if w.strip()}
 
 # Sizes. The full suite follows the issue (W1: 2 x 1 GiB + 200 x 1 MiB; W3: 2,000 files, 1% changed;
@@ -57,6 +60,9 @@ SIZES = {
     "w4": dict(warm_reps=5),
     "w5": dict(size=2 * GiB),
     "w6": dict(calls=20000, allensdk_calls=5000),
+    "w7": dict(big_size=512 * MiB, small=64, small_size=4 * MiB),
+    "w8": dict(units_per_probe=100, spike_factor=250),
+    "w9": dict(files=[1000, 4298, 10000, 100000]),
 }
 if QUICK:
     SIZES = {
@@ -67,6 +73,9 @@ if QUICK:
         "w4": dict(warm_reps=2, n_sessions=20),
         "w5": dict(size=256 * MiB),
         "w6": dict(calls=3000, allensdk_calls=1000),
+        "w7": dict(big_size=64 * MiB, small=16, small_size=1 * MiB),
+        "w8": dict(units_per_probe=100, spike_factor=150),
+        "w9": dict(files=[1000, 4298, 10000]),
     }
 
 # Settings found by bench/tune.py on these 2-core machines (see docs/performance.md); run as a
@@ -106,6 +115,10 @@ class Suite:
             "workloads": {},
         }
         self._n = 0
+        self.work = WORK
+        self.here = HERE
+        self.only = ONLY
+        self.log = log
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -121,13 +134,20 @@ class Suite:
         full_env = dict(os.environ)
         full_env.update({"AWS_EC2_METADATA_DISABLED": "true", "PYTHONDONTWRITEBYTECODE": "1",
                          "PYTHONWARNINGS": "ignore"})
-        full_env.update(env or {})
+        for k, v in (env or {}).items():
+            if v is None:
+                full_env.pop(k, None)  # None removes a variable
+            else:
+                full_env[k] = v
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=HERE)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout:.0f} s", "process_seconds": time.perf_counter() - t0}
         wall = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        process_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
         logfile = self.logs / f"{self._n:03d}-{label.replace(' ', '_').replace('/', '_')}.log"
         logfile.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{proc.stdout[-20000:]}\n--- stderr\n{proc.stderr[-20000:]}")
         out: dict = {}
@@ -142,6 +162,7 @@ class Suite:
             tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
             out["error"] = f"exit {proc.returncode}: {tail[0][:300]} (log: {logfile.relative_to(WORK)})"
         out["process_seconds"] = wall
+        out["process_cpu_seconds"] = process_cpu  # user + system of the whole process tree
         out["log"] = str(logfile)
         return out
 
@@ -234,7 +255,7 @@ class Suite:
         for rep in range(reps):
             order = names[rep % len(names):] + names[:rep % len(names)]
             for name in order:
-                dest = self.fresh_dir(f"{wl.lower()}-dest")
+                dest = self.fresh_dir(f"{wl.lower().replace(' ', '-')}-dest")
                 self.cache.cold(warm)
                 offset = self.nginx.log_offset() if (counted and self.nginx) else None
                 load1 = os.getloadavg()[0]
@@ -256,7 +277,7 @@ class Suite:
                 extra = f" ({out['error']})" if out.get("error") else ""
                 log(f"{wl} rep {rep + 1}/{reps} {name}: "
                     f"{'%.2f s' % secs if isinstance(secs, (int, float)) else 'n/a'}{extra}")
-        self.fresh_dir(f"{wl.lower()}-dest")
+        self.fresh_dir(f"{wl.lower().replace(' ', '-')}-dest")
         return runs
 
     # -- W2 -------------------------------------------------------------------------------
@@ -266,8 +287,20 @@ class Suite:
         log("W2: generating a small release in the VBN layout")
         data = datagen.small_vbn_release(WORK, **s)
         ng = self.start_nginx()
+        run_sdk = self.w2_on(data, ng.url, "W2", "cold download of a small release over the S3 API (nginx as S3)")
+        if not ONLY or "W2" in ONLY:
+            import network
+            from shaper import Shaper
+
+            for profile in network.profiles_selected():
+                with Shaper(("127.0.0.1", ng.port), profile) as sh:
+                    self.w2_on(data, sh.url, f"W2 {profile.name}",
+                               f"W2 through the shaper, {profile.name} ({profile.describe()})", sdk_reps=REPS_DEFAULTS)
+        self._w6_reference(data, ng, run_sdk)
+
+    def w2_on(self, data: dict, endpoint: str, key: str, title: str, sdk_reps: int | None = None):
         objs = data["objects"]
-        common = {"endpoint": ng.url, "bucket": data["bucket"], "project": data["project"]}
+        common = {"endpoint": endpoint, "bucket": data["bucket"], "project": data["project"]}
 
         def run_rc(dest: Path) -> dict:
             out = self.rc("w2-releasecache", {**common, "action": "bulk", "remote": "s3", "manifest": data["manifest"],
@@ -277,7 +310,7 @@ class Suite:
             return out
 
         def run_sdk(dest: Path) -> dict:
-            out = self.allensdk("w2-allensdk", {"action": "download", "cache_dir": str(dest)}, ng.url)
+            out = self.allensdk("w2-allensdk", {"action": "download", "cache_dir": str(dest)}, endpoint)
             if "seconds" in out:
                 out["seconds_without_list_versions"] = out["seconds"] - out.get("list_versions_seconds", 0.0)
             return out
@@ -287,13 +320,20 @@ class Suite:
                 **common, "dest": str(dest), "send_version_id": True,
                 "objects": [{"key": o.key, "version_id": o.version_id} for o in objs]})])
 
-        contenders = {"releasecache": run_rc, "AllenSDK 2.16.2": run_sdk, "boto3 download_file": run_boto3}
-        runs = self.alternate("W2", contenders, warm=data["paths"], expect_bytes=data["bytes"], durable=True)
-        self.w2_allensdk_cache = None
-        self.record("W2", {"title": "cold download of a small release over the S3 API (nginx as S3)",
-                           "bytes": data["bytes"], "files": len(objs), "runs": runs,
-                           "server": "nginx as a read-only S3 endpoint (static ListObjectsV2/ListObjectVersions)",
-                           "timing": "inside each process, after imports"})
+        contenders = {"releasecache": run_rc, "boto3 download_file": run_boto3}
+        if sdk_reps is None:
+            contenders["AllenSDK 2.16.2"] = run_sdk
+        runs = self.alternate(key, contenders, warm=data["paths"], expect_bytes=data["bytes"], durable=True)
+        if sdk_reps:
+            runs.update(self.alternate(key, {"AllenSDK 2.16.2": run_sdk}, warm=data["paths"],
+                                       expect_bytes=data["bytes"], durable=True, reps=sdk_reps))
+        self.record(key, {"title": title, "bytes": data["bytes"], "files": len(objs), "runs": runs,
+                          "server": "nginx as a read-only S3 endpoint (static ListObjectsV2/ListObjectVersions)",
+                          "timing": "inside each process, after imports"})
+        return run_sdk
+
+    def _w6_reference(self, data: dict, ng, run_sdk) -> None:
+        objs = data["objects"]
         # W6 reference: AllenSDK's cache-hit latency on a cache it filled itself.
         sdk_dir = self.fresh_dir("w6-allensdk")
         first = run_sdk(sdk_dir)
@@ -327,28 +367,43 @@ class Suite:
             log(f"W3: cold prefetch of v1 ({info['files']} files) from moto: {setup.get('seconds', float('nan')):.1f} s"
                 + (f" ({setup['error']})" if setup.get("error") else ""))
             with FaultProxy(server.endpoint_url) as proxy:
-                def switch(dest: Path) -> dict:
-                    shutil.copytree(base_dir, dest, symlinks=True)
-                    self.cache.cold()
-                    proxy.clear()
-                    out = self.rc("w3-switch", {**common, "endpoint": proxy.url, "manifest": names[1],
-                                                "cache_dir": str(dest)})
-                    out["wire_bytes"] = proxy.stats.bytes_sent
-                    out["wire_requests"] = sum(proxy.stats.requests.values())
-                    return out
+                def switch_via(endpoint: str):
+                    def switch(dest: Path) -> dict:
+                        shutil.copytree(base_dir, dest, symlinks=True)
+                        self.cache.cold()
+                        proxy.clear()
+                        out = self.rc("w3-switch", {**common, "endpoint": endpoint, "manifest": names[1],
+                                                    "cache_dir": str(dest)})
+                        out["wire_bytes"] = proxy.stats.bytes_sent
+                        out["wire_requests"] = sum(proxy.stats.requests.values())
+                        return out
+                    return switch
 
-                def transfer_only(dest: Path) -> dict:
-                    proxy.clear()
-                    out = self.rc("w3-transfer-only", {**common, "endpoint": proxy.url, "manifest": names[1],
-                                                       "cache_dir": str(dest), "file_ids": info["changed_ids"],
-                                                       "metadata": False})
-                    out["wire_bytes"] = proxy.stats.bytes_sent
-                    out["wire_requests"] = sum(proxy.stats.requests.values())
-                    return out
+                def transfer_only_via(endpoint: str):
+                    def transfer_only(dest: Path) -> dict:
+                        proxy.clear()
+                        out = self.rc("w3-transfer-only", {**common, "endpoint": endpoint, "manifest": names[1],
+                                                           "cache_dir": str(dest), "file_ids": info["changed_ids"],
+                                                           "metadata": False})
+                        out["wire_bytes"] = proxy.stats.bytes_sent
+                        out["wire_requests"] = sum(proxy.stats.requests.values())
+                        return out
+                    return transfer_only
 
-                runs = self.alternate("W3", {"switch 1.0.0 -> 1.1.0": switch,
-                                             "changed files only, empty cache": transfer_only},
+                runs = self.alternate("W3", {"switch 1.0.0 -> 1.1.0": switch_via(proxy.url),
+                                             "changed files only, empty cache": transfer_only_via(proxy.url)},
                                       counted=False)
+                import network
+                from shaper import Shaper
+
+                shaped = {}
+                port = int(proxy.url.rsplit(":", 1)[1].split("/")[0])
+                for profile in network.profiles_selected():
+                    with Shaper(("127.0.0.1", port), profile) as sh:
+                        shaped[profile.name] = self.alternate(
+                            f"W3 {profile.name}", {"switch 1.0.0 -> 1.1.0": switch_via(sh.url),
+                                                   "changed files only, empty cache": transfer_only_via(sh.url)},
+                            counted=False)
         manifest_bytes = (Path(base_dir) / "manifests" / names[0]).stat().st_size if base_dir.exists() else None
         self.record("W3", {"title": f"version switch, {info['files']} files, {len(info['changed_ids'])} changed (moto S3 server)",
                            "files": info["files"], "changed_files": len(info["changed_ids"]),
@@ -356,6 +411,9 @@ class Suite:
                            "manifest_bytes": manifest_bytes, "setup": setup, "runs": runs,
                            "server": "moto S3 server (real versioning) behind a counting proxy",
                            "timing": "inside the process: from_s3 + load_manifest(new) + prefetch()"})
+        for pname, pruns in shaped.items():
+            self.record(f"W3 {pname}", {**self.results["workloads"]["W3"], "runs": pruns,
+                                        "title": f"W3 through the shaper, {pname}"})
         _rmtree(base_dir)
 
     # -- W4 -------------------------------------------------------------------------------
@@ -475,16 +533,45 @@ class Suite:
         for remote in ("http", "s3"):
             self.fresh_dir(f"w5-{remote}")
 
+    # -- W7 / W7b: over emulated networks -------------------------------------------------
+
+    def w7(self) -> None:
+        import network
+
+        network.W7(self, SIZES["w7"], REPS, REPS_DEFAULTS).run()
+
+    def w9(self) -> None:
+        sizes = SIZES["w9"]["files"]
+        per_n = {}
+        for n in sizes:
+            out = self.child(f"w9-{n}", [PY, str(HERE / "worker_scale.py"), json.dumps(
+                {"n": n, "dir": str(WORK / "w9" / str(n)), "reps": REPS})], timeout=3600)
+            per_n[str(n)] = out
+            med = out.get("medians", {})
+            log(f"W9 {n} files: " + (out["error"] if out.get("error") else
+                                     ", ".join(f"{k} {v:.3f} s" for k, v in med.items())
+                                     + f", cache hit {out.get('hit_median_us', float('nan')):.0f} us"))
+        self.record("W9", {"title": "scale: manifests of 1k to 100k files, a fully populated cache of small blobs",
+                           "by_files": per_n, "timing": f"inside one process per size, median of {REPS}"})
+
+    def w8(self) -> None:
+        import network
+
+        network.W8(self, SIZES["w8"], REPS).run()
+
     # -- all ------------------------------------------------------------------------------
 
     def run(self) -> int:
         t0 = time.perf_counter()
         self.results["machine"] = machine.describe(WORK, self.allensdk_python)
+        self.results["load_start"] = list(os.getloadavg())
         log("machine: " + ", ".join(f"{k}={v}" for k, v in self.results["machine"].items() if k != "versions"))
-        plan = [("W1", self.w1), ("W2", self.w2), ("W3", self.w3), ("W4", self.w4), ("W5", self.w5_w6)]
+        plan = [("W1", self.w1), ("W2", self.w2), ("W3", self.w3), ("W4", self.w4), ("W5", self.w5_w6),
+                ("W7", self.w7), ("W8", self.w8), ("W9", self.w9)]
         try:
             for key, fn in plan:
-                if ONLY and key not in ONLY and not (key == "W5" and "W6" in ONLY):
+                if ONLY and key not in ONLY and not (key == "W5" and "W6" in ONLY) \
+                        and not (key == "W7" and "W7B" in ONLY):
                     continue
                 t = time.perf_counter()
                 try:
@@ -497,6 +584,7 @@ class Suite:
         finally:
             self.stop()
         self.results["page_cache"] = self.cache.status
+        self.results["load_end"] = list(os.getloadavg())
         self.results["suite_seconds"] = round(time.perf_counter() - t0, 1)
         rows = report.summarize(self.results)
         self.results["summary"] = rows

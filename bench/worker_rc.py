@@ -132,7 +132,34 @@ def action_warm(req: dict) -> dict:
             "facade_import_seconds": t_imported - t_imp, "rows": int(len(units)), "columns": int(units.shape[1])}
 
 
-ACTIONS = {"bulk": action_bulk, "one": action_one, "hits": action_hits, "warm": action_warm}
+def action_stream(req: dict) -> dict:
+    """W8: a session NWB opened with stream=True; time to get_units() + trials + stimulus_presentations."""
+    from releasecache import ProjectCache
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cache = ProjectCache.from_s3(req["cache_dir"], bucket=req["bucket"], project=req["project"],
+                                     endpoint_url=req["endpoint"], progress=False)
+        t_built = time.perf_counter()
+        session = cache.get_ecephys_session(req["ecephys_session_id"], stream=True)
+        units = session.get_units()
+        trials = session.trials
+        stim = session.stimulus_presentations
+    t1 = time.perf_counter()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    stream = getattr(session, "stream", None)
+    out = {"seconds": t1 - t_built, "construct_seconds": t_built - t0, "with_construct_seconds": t1 - t0,
+           "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+           "units": int(len(units)), "trials": int(len(trials)), "stimulus_rows": int(len(stim)),
+           "stream_requests": getattr(stream, "requests", None), "stream_bytes": getattr(stream, "bytes_read", None),
+           "streamed": bool(getattr(session, "streamed", False))}
+    session.close()
+    return out
+
+
+ACTIONS = {"stream": action_stream, "bulk": action_bulk, "one": action_one, "hits": action_hits, "warm": action_warm}
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, ENV_USAGE_LOG
+from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_USAGE_LOG
 from ..errors import (ManifestNotFoundError, NoManifestLoadedError, OfflineError, OutdatedManifestWarning,
                       StorageError)
 from ..manifest import FileEntry, Manifest, ManifestDiff, check_relative_path, compare_manifests, sort_manifest_names
@@ -480,17 +480,23 @@ class CloudCache:
         starts over). Modes that lock the cache's group out are reported, and
         repaired where this user may with ``fix_permissions=True``. Returns a
         :class:`~releasecache.cache.verify.VerifyReport` (``.ok``, ``.corrupt``,
-        ``.missing``, ``.complete``, ``.permissions``, ``.to_dict()``).
+        ``.missing``, ``.complete``, ``.permissions``, ``.to_dict()``). Every manifest
+        saved in the cache is parsed too; one that no longer does is fetched again and
+        replaced when online (``.damaged_manifests``).
         """
-        return verify.verify(self.store, self._manifest_arg(manifest), mode=mode, max_seconds=max_seconds,
-                             max_bytes=max_bytes, resume=resume, fix_permissions=fix_permissions)
+        checked, damaged = catalogue.check_saved_manifests(self.store)
+        catalogue.repair_saved_manifests(self.store, self.remote, self.project, damaged)
+        report = verify.verify(self.store, self._manifest_arg(manifest), mode=mode, max_seconds=max_seconds,
+                               max_bytes=max_bytes, resume=resume, fix_permissions=fix_permissions)
+        report.manifests_checked, report.damaged_manifests = checked, damaged
+        return report
 
     def disk_usage(self) -> "DiskUsage":
         """Bytes per downloaded manifest (unique vs shared with other manifests) and in total."""
         return du.disk_usage(self.store)
 
     def gc(self, keep: "Iterable[str | Manifest] | None" = None, *, dry_run: bool = True,
-           partial_age_days: float | None = 7.0, window_days: float | None = None) -> "GCReport":
+           partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS, window_days: float | None = None) -> "GCReport":
         """Delete blobs no kept manifest needs, and the views of versions not kept.
 
         ``keep`` defaults to the loaded manifest (else the last used one). Every

@@ -95,6 +95,11 @@ class VerifyReport:
         ``want_mode``, ``problem``.
     permissions_fixed
         Paths repaired by ``fix_permissions=True``.
+    manifests_checked
+        Manifests saved in ``manifests/`` that were parsed.
+    damaged_manifests
+        One record per saved manifest that no longer parses: ``name``, ``path``,
+        ``reason`` and ``repaired`` (True once fetched again and replaced).
     """
 
     mode: str
@@ -113,12 +118,16 @@ class VerifyReport:
     pass_started: float | None = None
     permissions: list[dict[str, Any]] = field(default_factory=list)
     permissions_fixed: list[str] = field(default_factory=list)
+    manifests_checked: int = 0
+    damaged_manifests: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        """True if nothing was corrupt or missing and no file locks the group out."""
-        return not self.corrupt and not self.missing and not self.permissions
+        """True if nothing was corrupt or missing, every damaged manifest was repaired, and no file
+        locks the group out."""
+        return (not self.corrupt and not self.missing and all(d["repaired"] for d in self.damaged_manifests)
+                and not self.permissions)
 
     def summary(self) -> str:
         text = (f"verify ({self.mode}) of {self.manifest or 'every blob'}: {self.checked} blobs checked, "
@@ -129,6 +138,10 @@ class VerifyReport:
             text += f"\n  CORRUPT {', '.join(rec['paths']) or rec['file_hash'][:16]}: {rec['reason']} ({where})"
         for rec in self.missing:
             text += f"\n  MISSING {rec['relative_path']}"
+        text += f"\n{self.manifests_checked} saved manifests checked, {len(self.damaged_manifests)} damaged"
+        for rec in self.damaged_manifests:
+            done = "fetched again and replaced" if rec["repaired"] else "not repaired"
+            text += f"\n  DAMAGED MANIFEST {rec['name']}: {rec['reason']} ({done})"
         if self.resumed or self.skipped:
             text += f"\n  continued the full pass begun {time.ctime(self.pass_started or 0)}: {self.skipped} blobs " \
                     "already hashed in it were skipped"
@@ -151,7 +164,8 @@ class VerifyReport:
                 "views_repaired": list(self.views_repaired), "complete": self.complete,
                 "remaining": self.remaining, "resumed": self.resumed, "skipped": self.skipped,
                 "pass_started": self.pass_started, "permissions": [dict(r) for r in self.permissions],
-                "permissions_fixed": list(self.permissions_fixed), "seconds": round(self.seconds, 3)}
+                "permissions_fixed": list(self.permissions_fixed), "manifests_checked": self.manifests_checked,
+                "damaged_manifests": [dict(r) for r in self.damaged_manifests], "seconds": round(self.seconds, 3)}
 
 
 def _check_one(store: Store, file_hash: str, path: Path, expected_size: int | None, mode: str,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-
 import click
 
+from ..config import DEFAULT_PARTIAL_AGE_DAYS
 from .app import EXIT_FILES_FAILED, cli, emit_json, json_mode, json_option, resolve_manifest_name
 
 
@@ -47,11 +47,13 @@ class ByteSize(click.ParamType):
 @click.pass_context
 def verify(ctx: click.Context, version: str | None, full: bool, max_seconds: float | None, max_bytes: int | None,
            restart: bool, fix: bool, require_complete: bool, as_json: bool) -> None:
-    """Re-check cached files against their hashes; corrupt ones are moved aside.
+    """Re-check cached files against their hashes, and saved manifests; corrupt files are moved aside.
 
-    A corrupt file downloads again on next use. Also reports files whose modes
+    A corrupt file downloads again on next use; a saved manifest that no longer
+    parses is fetched again (unless --offline). Also reports files whose modes
     would lock other members of the cache directory's group out (--fix repairs
-    them). Exits with 1 if any file was corrupt or locks the group out.
+    them). Exits with 1 if any file was corrupt, a damaged manifest could not be
+    repaired, or a file locks the group out.
     """
     settings = json_mode(ctx, as_json)
     cache = settings.cache()
@@ -62,7 +64,8 @@ def verify(ctx: click.Context, version: str | None, full: bool, max_seconds: flo
         emit_json(report.to_dict())
     else:
         click.echo(report.summary())
-    if report.corrupt or report.permissions or (require_complete and report.missing):
+    unrepaired = [d for d in report.damaged_manifests if not d["repaired"]]
+    if report.corrupt or unrepaired or report.permissions or (require_complete and report.missing):
         ctx.exit(EXIT_FILES_FAILED)
 
 
@@ -84,7 +87,7 @@ def du(ctx: click.Context, as_json: bool) -> None:
               help="A version or manifest name whose files stay (repeatable; default: the current one).")
 @click.option("--dry-run/--delete", "dry_run", default=True, show_default=True,
               help="Only report what would be deleted, or delete it.")
-@click.option("--partial-age-days", type=float, default=7.0, show_default=True,
+@click.option("--partial-age-days", type=float, default=DEFAULT_PARTIAL_AGE_DAYS, show_default=True,
               help="Also remove unfinished downloads untouched this long.")
 @click.option("--window-days", type=float, default=None, metavar="DAYS",
               help="Also keep every version anybody used in this cache within DAYS "

@@ -1,0 +1,143 @@
+"""How many ranged GETs to keep in flight, found while downloading (no tuning needed).
+
+A link's best concurrency depends on things a library cannot know in advance: the
+per-connection cap of the server, the round-trip time, a shared last mile. On loopback
+eight parts saturate the CPU; against S3 across regions each connection moves a few tens
+of MB/s and thirty parts are not too many. :class:`AdaptiveConcurrency` starts small and
+grows the number of parts in flight while the measured throughput keeps growing, holds it
+when it stops growing, and halves it when the server pushes back (``SlowDown``, 503,
+resets), always within a hard maximum set by the memory budget.
+
+Throughput is measured over *epochs*: an epoch ends when at least ``epoch`` seconds and at
+least one part's duration have passed and every slot has completed a part; its rate is
+compared with the previous level's. Growth needs demand: if fewer parts were wanted than
+allowed, the limit is not what holds the download back, and it is left alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+
+class AdaptiveConcurrency:
+    """A counting limiter whose limit adapts to measured throughput.
+
+    Parameters
+    ----------
+    start
+        Parts in flight allowed at first.
+    minimum, maximum
+        Bounds of the limit; ``maximum`` is the memory budget in parts.
+    epoch
+        Shortest measuring interval in seconds.
+    growth
+        A level counts as faster when its rate is at least ``growth`` times the previous level's.
+    clock
+        Time source (monotonic seconds).
+
+    Attributes
+    ----------
+    peak : int
+        Most parts ever in flight at once.
+    history : list of tuple
+        ``(time, limit, bytes per second)`` at the end of each epoch, for diagnostics.
+    """
+
+    def __init__(self, start: int = 4, minimum: int = 2, maximum: int = 32, *, epoch: float = 0.25,
+                 growth: float = 1.12, clock: Callable[[], float] = time.monotonic) -> None:
+        if not 1 <= minimum <= maximum:
+            raise ValueError("need 1 <= minimum <= maximum")
+        self.minimum, self.maximum = minimum, maximum
+        self._limit = max(minimum, min(start, maximum))
+        self.epoch, self.growth, self.clock = epoch, growth, clock
+        self.in_flight = 0
+        self.peak = 0
+        self.history: list[tuple[float, int, float]] = []
+        self._cond = threading.Condition()
+        self._settled = 0        # epochs in a row without a gain: two settle the limit
+        self._best: float | None = None  # rate at the previous level
+        self._reset_epoch(clock())
+        self._part_seconds = 0.0  # running mean of one part's duration
+
+    @property
+    def limit(self) -> int:
+        """Parts allowed in flight now."""
+        return self._limit
+
+    def _reset_epoch(self, now: float) -> None:
+        self._t0 = now
+        self._bytes = 0
+        self._done = 0
+        self._demand = False
+
+    # -- slots ----------------------------------------------------------------------
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now."""
+        with self._cond:
+            if self.in_flight >= self._limit:
+                self._demand = True
+                return False
+            self._take()
+            return True
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Wait for a slot (at most ``timeout`` seconds); True if taken."""
+        with self._cond:
+            if self.in_flight >= self._limit:
+                self._demand = True
+                if not self._cond.wait_for(lambda: self.in_flight < self._limit, timeout):
+                    return False
+            self._take()
+            return True
+
+    def _take(self) -> None:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight >= self._limit:
+            self._demand = True
+
+    def release(self, nbytes: int = 0, seconds: float | None = None) -> None:
+        """Give a slot back after a part moved ``nbytes`` in ``seconds``."""
+        with self._cond:
+            self.in_flight -= 1
+            self._bytes += nbytes
+            self._done += 1
+            if seconds is not None:
+                self._part_seconds = seconds if not self._part_seconds else 0.8 * self._part_seconds + 0.2 * seconds
+            self._maybe_adapt()
+            self._cond.notify_all()
+
+    def throttled(self) -> None:
+        """The server pushed back (SlowDown, 503, a reset): halve the limit and measure again."""
+        with self._cond:
+            self._limit = max(self.minimum, self._limit // 2)
+            self._best = None
+            self._settled = 0
+            self._reset_epoch(self.clock())
+
+    # -- adapting ---------------------------------------------------------------------
+
+    def _maybe_adapt(self) -> None:
+        now = self.clock()
+        elapsed = now - self._t0
+        if elapsed < max(self.epoch, self._part_seconds) or self._done < self._limit:
+            return
+        rate = self._bytes / elapsed if elapsed > 0 else 0.0
+        self.history.append((now, self._limit, rate))
+        demand = self._demand
+        self._reset_epoch(now)
+        if not demand or self._settled >= 2 or self._limit >= self.maximum:
+            return
+        if self._best is None or rate >= self._best * self.growth:
+            self._best = rate
+            self._settled = 0
+            self._limit = min(self.maximum, self._limit + max(1, self._limit // 2))
+        else:
+            self._settled += 1
+            self._best = max(self._best, rate)
+
+
+__all__ = ["AdaptiveConcurrency"]
