@@ -9,7 +9,7 @@ driver SIGKILLs random ones. Afterwards every invariant holds:
 * no lock left by a killed process blocks anyone;
 * after one more (fault-free, kill-free) pass every version's view is complete and verifies.
 
-It runs for ``RELEASECACHE_SOAK_SECONDS`` (default 60) and prints what it did
+It runs for ``RELEASECACHE_SOAK_SECONDS`` (default 90) and prints what it did
 (processes per role, kills, faults injected, GETs). For a longer soak::
 
     RELEASECACHE_SOAK_SECONDS=1800 python -m pytest -s tests/test_chaos_soak.py
@@ -35,7 +35,7 @@ from tests.support.soak import ROLES
 
 from ._reliability import REPO_ROOT, blake, bulk_bucket, load, open_cache  # noqa: F401 (fixture)
 
-SOAK_SECONDS = float(os.environ.get("RELEASECACHE_SOAK_SECONDS", "60"))
+SOAK_SECONDS = float(os.environ.get("RELEASECACHE_SOAK_SECONDS", "90"))
 SLOTS = 4
 #: Faults on object GETs: the first rule that fires wins, so the rare ones come first.
 FAULTS = [("reset", 0.03), ("500", 0.03), ("503", 0.02), ("truncate", 0.03), ("corrupt", 0.01),

@@ -244,10 +244,10 @@ def _write_sidecar(frame: pd.DataFrame, path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                          delete=False) as handle:
             tmp_name = handle.name
+            os.fchmod(handle.fileno(), file_mode())  # at once: a sidecar left by a kill must not be 0600
             feather.write_feather(table, handle, compression="uncompressed")
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, file_mode())  # what the umask allows, like any file the cache writes
         os.replace(tmp_name, path)
         tmp_name = None
     except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
