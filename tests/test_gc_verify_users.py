@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -193,3 +194,46 @@ def test_integrity_on_open_policy(tmp_path, bulk_bucket, policy):
         assert got == {edited.relative_path: True, rotted.relative_path: True}
     if policy != "never":
         assert any((tmp_path / "c" / ".quarantine").iterdir())
+
+
+def test_full_verify_killed_midway_continues_where_it_stopped(tmp_path, bulk_bucket):
+    """``releasecache verify --full`` on a slow filesystem (every read takes 50 ms: the FUSE
+    passthrough of tests/support/nolockfs.py) is SIGKILLed once it has hashed a few blobs; the
+    next run continues the same pass and hashes only the rest."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support import nolockfs
+
+    if nolockfs.available() is not None and not os.path.exists("/dev/fuse"):
+        pytest.skip(f"this machine cannot mount FUSE filesystems: {nolockfs.available()}")
+    assert nolockfs.available() is None, nolockfs.available()
+    v1, _ = bulk_bucket.names
+    with nolockfs.NoLockMount(tmp_path / "backing", tmp_path / "mnt", "slow") as mount:
+        cache_dir = mount.mountpoint / "cache"
+        cache = open_cache(cache_dir, bulk_bucket, manifest=v1)
+        assert cache.prefetch(progress=False).ok
+        blobs = dict(cache.store.iter_blobs())
+        started = time.time()
+        argv = [str(Path(sys.executable).with_name("releasecache")), "--cache-dir", str(cache_dir), "--bucket",
+                bulk_bucket.bucket, "--project", bulk_bucket.project, "--endpoint-url", bulk_bucket.endpoint_url,
+                "verify", "--full", "--json"]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+        stamps = tmp_path / "backing" / "cache" / ".stamps"  # read beside the mount: reading through it is slow
+
+        def hashed_since() -> int:
+            return sum(last_verified(read_stamp(stamps, h)) >= started for h in blobs)
+
+        deadline = time.monotonic() + 60
+        while hashed_since() < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, "verify finished before it could be killed"
+        done_before = hashed_since()
+        assert 3 <= done_before < len(blobs)
+        report = cache.verify(mode="full")
+        assert report.resumed and report.complete and report.ok, report.summary()
+        assert report.skipped >= done_before and report.hashed == len(blobs) - report.skipped

@@ -11,6 +11,9 @@ keep the lock:
 ``mode="enolck"``
     Every lock request fails with ``ENOLCK`` ("No locks available"), as NFSv3
     without a reachable ``lockd`` does.
+``mode="slow"``
+    Locks are the kernel's (they work), but every read waits 50 ms: a slow
+    network filesystem, on which a long verify can be killed mid-run.
 
 Because the filesystem implements the ``flock`` and ``lock`` operations,
 libfuse announces lock support to the kernel, and the kernel forwards lock
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("ignore", "enolck")
+ALL_MODES = MODES + ("slow",)
 
 
 def _operations(source: str, mode: str) -> Any:
@@ -103,6 +107,8 @@ def _operations(source: str, mode: str) -> Any:
             return os.open(self._full(path), flags)
 
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+            if mode == "slow":
+                time.sleep(0.05)
             return os.pread(fh, size, offset)
 
         def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
@@ -168,6 +174,8 @@ def _operations(source: str, mode: str) -> Any:
                 raise mfusepy.FuseOSError(errno.ENOLCK)
             return 0
 
+    if mode == "slow":  # leave locking to the kernel: these locks work
+        del NoLockFS.flock, NoLockFS.lock
     return NoLockFS()
 
 
@@ -175,8 +183,8 @@ def serve(source: str, mountpoint: str, mode: str) -> None:
     """Mount and serve until unmounted (blocks)."""
     import mfusepy
 
-    if mode not in MODES:
-        raise SystemExit(f"mode must be one of {MODES}")
+    if mode not in ALL_MODES:
+        raise SystemExit(f"mode must be one of {ALL_MODES}")
     ops = _operations(source, mode)
 
     def announce() -> None:
@@ -187,8 +195,8 @@ def serve(source: str, mountpoint: str, mode: str) -> None:
             time.sleep(0.05)
 
     threading.Thread(target=announce, daemon=True).start()
-    mfusepy.FUSE(ops, mountpoint, foreground=True, nothreads=False, allow_other=True,
-                 default_permissions=True, fsname=f"nolockfs-{mode}", subtype=f"nolockfs")
+    mfusepy.FUSE(ops, mountpoint, foreground=True, nothreads=False, allow_other=True, direct_io=(mode == "slow"),
+                 default_permissions=True, fsname=f"nolockfs-{mode}", subtype="nolockfs")
 
 
 class NoLockMount:
