@@ -128,6 +128,8 @@ class EcephysSession(BehaviorSession):
         "stimulus_templates", "stimulus_timestamps", "task_parameters", "trials",
     )
 
+    RECOMPUTE_IS_CHANGE = False
+
     def __init__(self, path: Source, *, probe_meta: Mapping[str, ProbeMeta] | None = None) -> None:
         super().__init__(path)
         self._probe_meta: dict[str, ProbeMeta] = dict(probe_meta or {})
@@ -281,8 +283,8 @@ class EcephysSession(BehaviorSession):
 
     @property
     def mean_waveforms(self) -> dict[int, np.ndarray]:
-        """``{unit id: (channels, samples) mean waveform}``."""
-        ids, waveforms = ed.ragged_unit_column(self._nwb, "waveform_mean", self.nwb_path)
+        """``{unit id: (channels, samples) mean waveform}`` (ragged or fixed-shape in the file)."""
+        ids, waveforms = ed.mean_waveforms(self._nwb, self.nwb_path)
         return {int(u): w for u, w in zip(ids, waveforms)}
 
     # -- optotagging -----------------------------------------------------------------
