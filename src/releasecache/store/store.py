@@ -259,11 +259,15 @@ class Store:
         """Note in ``.usage/`` that a manifest is used now (best effort; rate-limited per process)."""
         if self.read_only:
             return False
-        try:
-            self.make_dir(self.usage_dir)
-        except (StorageError, UnsafePathError):
-            return False
-        return record_use(self.root, manifest_name, project=project)
+
+        def write(path: Path, data: bytes) -> None:  # only when due: a cache hit costs no syscall here
+            try:
+                self.make_dir(self.usage_dir)
+            except (StorageError, UnsafePathError) as exc:
+                raise OSError(getattr(exc, "errno", 0) or errno.EACCES, str(exc)) from None
+            atomic_write(path, data, durable=False)
+
+        return record_use(self.root, manifest_name, project=project, writer=write)
 
     # -- writing --------------------------------------------------------------
 
