@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from releasecache.store.manifest_use import all_uses, forget_recent
+from releasecache.cache.budget import read_usage
 from releasecache.store.stamps import last_verified, read_stamp
 from tests.support.users import ALICE, BOB, can_switch_users, lab_directory, shared_tmp
 
@@ -54,9 +54,9 @@ def test_gc_keeps_what_another_user_used_within_the_window(lab, bulk_bucket):
     for user, version in ((ALICE, v1), (BOB, v2)):
         done = user.cli(*cli, "download", "--version", version, "--json", home=lab.homes[user.name])
         assert done.returncode == 0, done.stderr[-3000:]
-    uses = all_uses(lab.cache)
+    uses = read_usage(SimpleNamespace(root=lab.cache))
     assert set(uses) == {v1, v2}
-    assert [u.split("@")[0] for u in uses[v1].users] == [str(ALICE.uid)]  # recorded in the cache, by uid
+    assert (lab.cache / ".usage" / v1).stat().st_uid == ALICE.uid  # recorded in the cache, by her
     assert not any("usage" in p.name for p in lab.homes["alice"].rglob("*"))  # not in her home
 
     only_v1 = _blobs_of(bulk_bucket, v1) - _blobs_of(bulk_bucket, v2)
@@ -65,23 +65,28 @@ def test_gc_keeps_what_another_user_used_within_the_window(lab, bulk_bucket):
     report = json.loads(done.stdout)
     assert report["deleted_blobs"] == []
     why = {m["name"]: m for m in report["manifests"]}
-    assert why[v1]["kept"] and "within the 30-day window" in why[v1]["why"] and "1 user" in why[v1]["why"]
+    assert why[v1]["kept"] and "within the 30-day window" in why[v1]["why"]
     assert why[v2]["kept"] and why[v2]["why"] == "asked to keep it"
 
-    # Forty days later (her record is aged as time would age it).
-    record_path = lab.cache / ".usage" / f"{v1}.json"
-    record = json.loads(record_path.read_text())
-    record["last_used"] -= 40 * 86400
-    record["users"] = {k: v - 40 * 86400 for k, v in record["users"].items()}
-    record_path.write_text(json.dumps(record))
+    # Forty days later (her record is aged as time would age it: the use is its mtime).
+    record_path = lab.cache / ".usage" / v1
+    then = record_path.stat().st_mtime - 40 * 86400
+    os.utime(record_path, (then, then))
     done = BOB.cli(*cli, "gc", "--keep", v2, "--json", home=lab.homes["bob"])
     dry = json.loads(done.stdout)
     assert dry["dry_run"] and set(dry["deleted_blobs"]) == only_v1
     old = {m["name"]: m for m in dry["manifests"]}[v1]
     assert not old["kept"] and "last used 40 days ago" in old["why"] and "30-day window" in old["why"]
     assert old["blobs"] == len(only_v1) and old["bytes"] > 0
-    done = BOB.cli(*cli, "gc", "--keep", v2, "--json", home=lab.homes["bob"])
     assert "would remove" in BOB.cli(*cli, "gc", "--keep", v2, home=lab.homes["bob"]).stdout
+    # bob loading 0.1.0 is a use too: his use of her record keeps it again.
+    b = BOB.worker({**settings(lab.cache, bulk_bucket, bulk_bucket.endpoint_url, v1, action="fetch"), "ids": []},
+                   home=lab.homes["bob"])
+    assert b["errors"] == [], b["stderr"][-2000:]
+    assert time.time() - record_path.stat().st_mtime < 600
+    done = BOB.cli(*cli, "gc", "--keep", v2, "--json", home=lab.homes["bob"])
+    assert {m["name"]: m for m in json.loads(done.stdout)["manifests"]}[v1]["kept"]
+    os.utime(record_path, (then, then))
     done = BOB.cli(*cli, "gc", "--keep", v2, "--delete", "--json", home=lab.homes["bob"])
     assert set(json.loads(done.stdout)["deleted_blobs"]) == only_v1
     done = BOB.cli(*cli, "verify", "--version", v2, "--require-complete", home=lab.homes["bob"])
@@ -184,7 +189,6 @@ def test_integrity_on_open_policy(tmp_path, bulk_bucket, policy):
         blob.chmod(0o444)
         if keep_mtime:
             os.utime(blob, ns=(st.st_atime_ns, st.st_mtime_ns))
-    forget_recent()
     got = {e.relative_path: blake(cache.ensure(e)) == e.file_hash for e in (edited, rotted)}
     if policy == "never":
         assert got == {edited.relative_path: False, rotted.relative_path: False}

@@ -23,7 +23,7 @@ from ..manifest import FileEntry, Manifest, ManifestDiff, check_relative_path, c
 from ..remote import Remote, make_remote
 from ..store import Store
 from ..transfer import Transfer, TransferConfig
-from . import catalogue, du, gc, prefetch, record, verify
+from . import budget, catalogue, du, gc, prefetch, record, verify
 from .fetch import ensure_entry
 from .usage import UsageRecorder
 
@@ -256,7 +256,7 @@ class CloudCache:
             log.warning("manifest %s names project %r, this cache is for %r", name, manifest.project_name, self.project)
         self._manifest = manifest
         catalogue.remember_last_used(self.store, self.project, name)
-        self.store.record_manifest_use(manifest.name or name, self.project)
+        budget.touch_usage(self.store, manifest.name or name)  # gc's window and the size budget read it
         try:
             latest = self.latest_manifest_file()
         except ManifestNotFoundError:
@@ -341,24 +341,29 @@ class CloudCache:
         path = ensure_entry(self.store, self.transfer, self.remote, manifest, entry, progress=progress,
                             show_bar=self.progress)
         record.note_used(self, entry)
-        if manifest.name:  # a long job keeps its manifest's window open (at most once per 10 min)
-            self.store.record_manifest_use(manifest.name, self.project)
         return path
 
     @contextmanager
     def reading(self, entry: FileEntry) -> Iterator[Path]:
-        """``ensure`` the entry and hold a shared lock on its blob while the block runs.
+        """``ensure`` the entry and hold a read lease on its blob while the block runs.
 
-        ``gc`` never deletes a blob another process is reading this way (it reports
-        it as busy). Sessions and paths used otherwise are protected by gc's usage
-        window: the manifest was used, so its files stay.
+        The lease is a shared ``flock`` on the blob (:func:`releasecache.cache.budget.read_lease`):
+        neither ``gc`` nor the size budget deletes a blob while another process reads it this
+        way (gc reports it as busy). Paths used otherwise are protected by gc's usage window:
+        their manifest was used, so its files stay.
         """
         for _attempt in range(3):
             path = self.ensure(entry)
-            with self.store.reading(entry.file_hash):
-                if self.store.has_blob(entry.file_hash):  # not deleted between ensure and the lock
-                    yield path
-                    return
+            blob = self.store.find_blob(entry.file_hash)
+            if blob is None:
+                continue
+            try:
+                with budget.read_lease(blob):
+                    if self.store.has_blob(entry.file_hash):  # not deleted between ensure and the lease
+                        yield path
+                        return
+            except FileNotFoundError:
+                continue
         raise StorageError(errno.ENOENT, f"{entry.relative_path}: deleted by a concurrent gc three times "
                            "before it could be read")
 

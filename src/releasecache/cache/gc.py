@@ -5,14 +5,16 @@ What stays:
 * every blob of a manifest in ``keep``;
 * every blob of a manifest that *anybody* used within ``window_days`` (default
   30; ``$RELEASECACHE_GC_WINDOW_DAYS``): uses are recorded per manifest in the
-  cache itself (``.usage/``, see :mod:`releasecache.store.manifest_use`), by every
-  user and process that loads the manifest or fetches its files, so one user's
-  gc never deletes what a colleague's job used last week;
+  cache itself (``.usage/<manifest name>``, whose mtime is the last use; see
+  :func:`releasecache.cache.budget.touch_usage`), by every user and process that
+  loads the manifest, so one user's gc never deletes what a colleague's job used
+  last week;
 * every blob of another project's manifest sharing the directory;
-* every blob whose lock is held: gc takes each lock without waiting and skips
-  (reports as ``busy``) a blob another process is downloading, verifying, or
+* every blob another process holds: gc takes each blob's lock without waiting
+  and then an exclusive ``flock`` on the blob itself, and skips (reports as
+  ``busy``) a blob another process is downloading or verifying (its lock), or
   reading through :meth:`CloudCache.reading <releasecache.cache.CloudCache.reading>`
-  (a shared lock).
+  (a shared read lease, :func:`releasecache.cache.budget.read_lease`).
 
 ``dry_run=True`` (the default) only reports; the report says, per manifest,
 whether it is kept and why, and what of it would go.
@@ -21,6 +23,7 @@ whether it is kept and why, and what of it would go.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import shutil
@@ -34,9 +37,9 @@ from ..errors import StorageError
 from ..manifest import Manifest
 from ..store import Store
 from ..store.ingest import partial_owner
-from ..store.manifest_use import ManifestUse, all_uses
 from ..store.views import downloaded_manifests, walk_links
 from ..utils import human_bytes as _human
+from .budget import read_usage
 
 log = logging.getLogger("releasecache")
 
@@ -105,7 +108,7 @@ def resolve_window(window_days: float | None = None) -> float:
     return float(window_days)
 
 
-def _decide(name: str, manifest: Manifest, project: str, asked: set[str], use: ManifestUse | None,
+def _decide(name: str, manifest: Manifest, project: str, asked: set[str], use: float | None,
             window: float, now: float) -> tuple[bool, str]:
     """Whether a downloaded manifest's files stay, and why (in words)."""
     if manifest.project_name != project:
@@ -114,11 +117,31 @@ def _decide(name: str, manifest: Manifest, project: str, asked: set[str], use: M
         return True, "asked to keep it"
     if use is None:
         return False, "no use of it is recorded in this cache"
-    age = (now - use.last_used) / 86400
-    who = f"{len(use.users)} user{'s' if len(use.users) != 1 else ''}" if use.users else "someone"
+    age = max(0.0, now - use) / 86400
     if age <= window:
-        return True, f"used {_ago(age)} by {who} (within the {window:g}-day window)"
-    return False, f"last used {_ago(age)} by {who}, longer ago than the {window:g}-day window"
+        return True, f"used {_ago(age)} (within the {window:g}-day window)"
+    return False, f"last used {_ago(age)}, longer ago than the {window:g}-day window"
+
+
+def _being_read(path: Path, *, hold: bool, remove: Any) -> bool:
+    """True if another process holds a read lease on the blob; else (when ``hold``) remove it
+    while holding the exclusive ``flock``, so no lease can start in between."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False  # gone already, or unreadable: nothing reads it through a lease
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            pass  # no flock on this filesystem: the lock above is all there is
+        if hold:
+            remove()
+        return False
+    finally:
+        os.close(fd)
 
 
 def _ago(days: float) -> str:
@@ -156,7 +179,7 @@ def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True
     now = time.time()
     report = GCReport(dry_run=dry_run, kept=sorted(m.name or m.view_dir_name for m in keep), window_days=window)
     all_manifests = downloaded_manifests(store)
-    uses = all_uses(store.root)
+    uses = read_usage(store)
     needed: set[str] = set()
     keep_views = {m.view_dir_name for m in keep}
     asked = {m.name for m in keep if m.name}
@@ -164,8 +187,7 @@ def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True
     for name, m in all_manifests.items():
         use = uses.get(name)
         kept, why = _decide(name, m, project, asked, use, window, now)
-        decisions[name] = {"name": name, "kept": kept, "why": why, "last_used": use.last_used if use else None,
-                           "users": sorted(use.users) if use else [], "blobs": 0, "bytes": 0}
+        decisions[name] = {"name": name, "kept": kept, "why": why, "last_used": use, "blobs": 0, "bytes": 0}
         if kept and name not in asked:
             needed.update(e.file_hash for e in m.entries())
             keep_views.add(m.view_dir_name)
@@ -185,11 +207,9 @@ def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True
         except OSError:
             continue
         with store.try_lock(h) as taken:
-            if not taken:
+            if not taken or _being_read(path, hold=not dry_run, remove=lambda: store.remove_blob(h)):
                 report.busy.append(h)
                 continue
-            if not dry_run:
-                store.remove_blob(h)
         report.deleted_blobs.append(h)
         report.bytes_freed += size
         for name in by_blob.get(h, ()):

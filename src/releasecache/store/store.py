@@ -10,7 +10,7 @@
       .locks/<h>.lock  .locks/<h>.owner        per-blob inter-process locks and who holds them
       .stamps/<h[:2]>/<h>                      (size, mtime_ns, inode) recorded when the blob was verified
       .quarantine/                             blobs that failed verify(), moved aside for inspection
-      .usage/<manifest name>.json              when each manifest was last used, by whom (gc's window)
+      .usage/<manifest name>                   when each manifest was last used (mtime; gc's window, the budget)
       state                                    last used manifest per project
 
 Read-only *layers* (other cache directories, e.g. a site-wide copy) are
@@ -24,7 +24,6 @@ so nothing needs a registry file, and readers need no lock.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -43,7 +42,6 @@ from .ingest import download_partial, download_sidecar
 from .layers import find_in_layers, import_blob
 from .links import try_links
 from .locks import BlobLock, choose_lock_kind, resolve_lock_kind
-from .manifest_use import USAGE_DIR, record_use
 from .stamps import remove_stamp, stamp_path, write_stamp
 
 log = logging.getLogger("releasecache")
@@ -132,10 +130,6 @@ class Store:
     @property
     def stamps_dir(self) -> Path:
         return self.root / ".stamps"
-
-    @property
-    def usage_dir(self) -> Path:
-        return self.root / USAGE_DIR
 
     @property
     def quarantine_dir(self) -> Path:
@@ -231,43 +225,6 @@ class Store:
         finally:
             if taken:
                 lock.release()
-
-    @contextmanager
-    def reading(self, file_hash: str) -> Iterator[None]:
-        """Hold a shared lock on a blob while reading it, so that gc (which needs the exclusive
-        lock to delete) skips it as busy. OS locks only; with soft locks this holds nothing
-        and the usage window (see :mod:`releasecache.store.manifest_use`) protects readers."""
-        fd = None
-        if self.lock_kind != "soft" and not self.read_only:
-            try:
-                self.make_dir(self.locks_dir)
-                fd = os.open(self.locks_dir / f"{file_hash}.lock",
-                             os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
-                fcntl.flock(fd, fcntl.LOCK_SH)
-            except (OSError, StorageError, UnsafePathError) as exc:
-                log.debug("no read lock on %s: %s", file_hash[:16], exc)
-                if fd is not None:
-                    os.close(fd)
-                fd = None
-        try:
-            yield
-        finally:
-            if fd is not None:
-                os.close(fd)  # closing drops the flock
-
-    def record_manifest_use(self, manifest_name: str, project: str | None = None) -> bool:
-        """Note in ``.usage/`` that a manifest is used now (best effort; rate-limited per process)."""
-        if self.read_only:
-            return False
-
-        def write(path: Path, data: bytes) -> None:  # only when due: a cache hit costs no syscall here
-            try:
-                self.make_dir(self.usage_dir)
-            except (StorageError, UnsafePathError) as exc:
-                raise OSError(getattr(exc, "errno", 0) or errno.EACCES, str(exc)) from None
-            atomic_write(path, data, durable=False)
-
-        return record_use(self.root, manifest_name, project=project, writer=write)
 
     # -- writing --------------------------------------------------------------
 
