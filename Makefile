@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tests.support.demo
+	$(PY) -m tests.support.demo $(if $(DEMO_DIR),--workdir $(DEMO_DIR))
 
 test: $(STAMP)
 	$(PY) -m pytest -q

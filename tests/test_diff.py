@@ -18,6 +18,7 @@ def test_every_kind_of_change(toy_bucket):
     assert "sessions/101/session_101.dat renamed moved/101/session_101.dat" in text
     assert "sessions/103/session_103.dat deleted" in text
     assert text.index("units.csv") < text.index("session_102")  # metadata first
+    assert text.splitlines()[:5] == ["Changes going from", v1.name, "to", v2.name, ""]  # AllenSDK's header
     frame = diff.to_frame()
     assert len(frame) == 5 and set(frame["kind"]) == {"changed", "created", "deleted", "renamed"}
     assert frame.loc[frame.kind == "changed", "section"].tolist() == ["metadata", "data"]
@@ -37,7 +38,7 @@ def test_equivalent(toy_bucket, tmp_path):
     path = tmp_path / v1.name
     path.write_text(v1.to_json())
     diff = compare_manifests(v1, path)
-    assert not diff and str(diff) == EQUIVALENT_TEXT
+    assert diff.equivalent and diff == EQUIVALENT_TEXT and str(diff) == EQUIVALENT_TEXT
     assert diff.to_dict()["equivalent"] is True
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from releasecache import CloudCache
-from releasecache.errors import NoManifestLoadedError, OfflineError, StorageError
+from releasecache.errors import NoManifestLoadedError, OfflineError, ReadOnlyCacheError, StorageError
 from tests.support.fixtures.toy import PROJECT
 
 from ._reliability import blake, load, open_cache
@@ -91,7 +91,7 @@ def _read_only_mount(path: Path) -> bool:
 
 def test_read_only_cache_directory_serves_everything_it_holds(tmp_path, toy_bucket, proxy, site):
     """A cache directory that cannot be written (a read-only mount, or no write permission) is
-    detected as read-only and serves all it holds; what it lacks is a clear OfflineError."""
+    detected as read-only and serves all it holds; what it lacks is a clear ReadOnlyCacheError."""
     ro = site.cache_dir
     load(site, toy_bucket.names[1])  # 0.2.0's manifest saved, its new files not fetched
     mounted = _read_only_mount(ro)
@@ -106,8 +106,8 @@ def test_read_only_cache_directory_serves_everything_it_holds(tmp_path, toy_buck
             assert blake(cache.ensure(entry)) == entry.file_hash
         load(cache, toy_bucket.names[1])
         assert blake(cache.download_data(1)) == cache.data_entry(1).file_hash  # unchanged: served
-        with pytest.raises(OfflineError, match="read-only cache"):
-            cache.download_data(5)  # created in 0.2.0: not there
+        with pytest.raises(ReadOnlyCacheError, match="read-only for you"):
+            cache.download_data(5)  # created in 0.2.0: not there; a permission problem, not "offline"
         assert cache.verify(mode="full").ok
         with pytest.raises(StorageError, match="read-only"):
             cache.gc(keep=[toy_bucket.names[1]], dry_run=False)

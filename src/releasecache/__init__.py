@@ -9,7 +9,7 @@ import logging
 
 from .cache import CloudCache
 from .config import __version__
-from .errors import OutdatedManifestWarning, ReleaseCacheError
+from .errors import MissingLocalManifestWarning, OutdatedManifestWarning, ReleaseCacheError
 from .manifest import FileEntry, Manifest, ManifestDiff, compare_manifests
 from .transfer import TransferConfig
 
@@ -39,4 +39,5 @@ __all__ = [
     "TransferConfig",
     "ReleaseCacheError",
     "OutdatedManifestWarning",
+    "MissingLocalManifestWarning",
 ]

@@ -38,12 +38,20 @@ class ManifestVersionError(ManifestError):
     """A manifest version or manifest file name holds no parsable semver."""
 
 
-class ManifestNotFoundError(ReleaseCacheError, LookupError):
-    """No manifest of that name exists remotely or in the cache."""
+class ManifestNotFoundError(ReleaseCacheError, LookupError, ValueError):
+    """No manifest of that name exists remotely or in the cache.
+
+    Also a :class:`ValueError`, which is what AllenSDK raises here, so code
+    written for AllenSDK (``except ValueError``) keeps working.
+    """
 
 
-class UnknownFileError(ReleaseCacheError, KeyError):
-    """A file id or metadata name is not listed in the loaded manifest."""
+class UnknownFileError(ReleaseCacheError, KeyError, ValueError):
+    """A file id or metadata name is not listed in the loaded manifest.
+
+    Also a :class:`ValueError` (AllenSDK's exception for this) and a
+    :class:`KeyError` (a lookup that failed).
+    """
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
@@ -107,8 +115,11 @@ class OfflineError(ReleaseCacheError):
     """The cache has no remote (``from_local_cache``) and the file is not cached."""
 
 
-class IntegrityError(ReleaseCacheError):
-    """Downloaded bytes do not match the manifest (hash, size or version id)."""
+class IntegrityError(ReleaseCacheError, RuntimeError):
+    """Downloaded bytes do not match the manifest (hash, size or version id).
+
+    A :class:`RuntimeError`, as AllenSDK raises when a download never matches its hash.
+    """
 
     #: True if downloading again cannot help (the server holds other content).
     permanent = False
@@ -133,8 +144,11 @@ class VersionMismatchError(IntegrityError):
         self.path, self.expected, self.actual = path, expected, actual
 
 
-class DownloadError(ReleaseCacheError):
-    """A download failed after all retries; names the file, attempts and last cause."""
+class DownloadError(ReleaseCacheError, RuntimeError):
+    """A download failed after all retries; names the file, attempts and last cause.
+
+    A :class:`RuntimeError`, as AllenSDK raises when it gives up on a download.
+    """
 
 
 class Interrupted(KeyboardInterrupt):
@@ -188,6 +202,10 @@ class StorageError(ReleaseCacheError, OSError):
         return err
 
 
+class ReadOnlyCacheError(StorageError):
+    """A file is needed that a read-only cache (e.g. one owned by another user) does not hold."""
+
+
 class SourceLayoutError(ReleaseCacheError, ValueError):
     """A directory to adopt or publish from is not laid out as expected
     (an AllenSDK cache, a copy of the bucket, or a release tree)."""
@@ -204,11 +222,21 @@ class VersioningDisabledError(ReleaseCacheError, ValueError):
     """A bucket to publish into has no object versioning, so files could not be pinned."""
 
 
-class UnknownSessionError(ReleaseCacheError, KeyError):
-    """A session or probe id is not in the metadata tables (or has no file)."""
+class UnknownSessionError(ReleaseCacheError, KeyError, ValueError):
+    """A session or probe id is not in the metadata tables (or has no file).
+
+    A :class:`KeyError` (AllenSDK's table lookup raises one) and a :class:`ValueError`.
+    """
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+# --- arguments -------------------------------------------------------------
+
+
+class InvalidArgumentError(ReleaseCacheError, TypeError, ValueError):
+    """An argument has the wrong type or an unusable value; the message names the argument."""
 
 
 # --- warnings --------------------------------------------------------------

@@ -125,8 +125,14 @@ class AuditDiff(ManifestDiff):
         on first access (from the cache, fetching what is missing).
     """
 
+    def __new__(cls, base: ManifestDiff, cache: "CloudCache", old: Manifest, new: Manifest) -> "AuditDiff":
+        # a ManifestDiff is a str: its text is fixed here, from the base diff
+        return super().__new__(cls, base.old_version, base.new_version, base.changes,
+                               old_name=base.old_name, new_name=base.new_name)
+
     def __init__(self, base: ManifestDiff, cache: "CloudCache", old: Manifest, new: Manifest) -> None:
-        super().__init__(base.old_version, base.new_version, list(base.changes), dict(base.details))
+        super().__init__(base.old_version, base.new_version, list(base.changes), dict(base.details),
+                         old_name=base.old_name, new_name=base.new_name)
         self.cache = cache
         self.old_manifest = old
         self.new_manifest = new

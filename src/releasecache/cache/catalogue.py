@@ -8,6 +8,7 @@ delegates to them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..errors import (
 from ..manifest import FileEntry, Manifest, check_relative_path, sort_manifest_names
 from ..remote import Remote
 from ..store import Store
+from ..utils import short_repr
 
 log = logging.getLogger("releasecache")
 
@@ -145,19 +147,68 @@ def repair_saved_manifests(store: Store, remote: Remote | None, project: str,
 
 def last_used(store: Store, project: str) -> str | None:
     """The manifest loaded last in this cache directory for ``project``, if recorded."""
-    state = store.read_state().get("last_manifest", {})
-    name = state.get(project) if isinstance(state, dict) else None
-    return name if isinstance(name, str) else None
+    name, _ = last_used_record(store, project)
+    return name
+
+
+def last_used_record(store: Store, project: str) -> tuple[str | None, str | None]:
+    """``(name, damage)``: the recorded last-used manifest, and what is wrong with the record, if anything.
+
+    No record at all is ``(None, None)``; a state file that does not parse, or
+    whose entry for ``project`` is not a manifest name, gives ``(None, what)``.
+    """
+    path = store.root / "state"
+    try:
+        raw = path.read_bytes()[: 1 << 20]
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"{path} cannot be read ({exc.strerror or exc})"
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        return None, f"{short_repr(raw[:60].decode('utf-8', 'replace'))} (the state file {path} is damaged)"
+    if not isinstance(state, dict):
+        return None, f"the state file {path} is damaged"
+    recorded = state.get("last_manifest", {})
+    if not isinstance(recorded, dict):
+        return None, f"{short_repr(recorded)} (the state file {path} is damaged)"
+    if project not in recorded:
+        return None, None
+    name = recorded[project]
+    if not isinstance(name, str):
+        return None, f"{short_repr(name)}"
+    return name, None
+
+
+def newest_used(store: Store, project: str) -> str | None:
+    """The newest manifest (by version) ever loaded in this cache directory for ``project``, if recorded."""
+    state = store.read_state()
+    candidates = []
+    for key in ("newest_manifest", "last_manifest"):  # caches made before the first key only have the second
+        recorded = state.get(key, {})
+        name = recorded.get(project) if isinstance(recorded, dict) else None
+        if isinstance(name, str):
+            candidates.append(name)
+    ordered = sort_manifest_names(set(candidates))
+    return ordered[-1] if ordered else None
 
 
 def remember_last_used(store: Store, project: str, name: str) -> None:
-    """Record ``name`` as the project's last used manifest (only if it changed)."""
-    state = store.read_state().get("last_manifest", {})
-    if not isinstance(state, dict):
-        state = {}
-    if state.get(project) != name:
-        state[project] = name
-        store.update_state(last_manifest=state)
+    """Record ``name`` as the project's last used manifest, and as the newest used if it is newer."""
+    state = store.read_state()
+    last = state.get("last_manifest", {})
+    last = last if isinstance(last, dict) else {}
+    newest = state.get("newest_manifest", {})
+    newest = newest if isinstance(newest, dict) else {}
+    changes = {}
+    if last.get(project) != name:
+        changes["last_manifest"] = {**last, project: name}
+    before = newest.get(project)
+    if before != name and sort_manifest_names({name, before} if isinstance(before, str) else {name})[-1:] == [name]:
+        changes["newest_manifest"] = {**newest, project: name}
+    if changes:
+        store.update_state(**changes)
 
 
 def data_entry(manifest: Manifest, file_id: int | str) -> FileEntry:
@@ -180,18 +231,53 @@ def data_entry(manifest: Manifest, file_id: int | str) -> FileEntry:
 
 
 def metadata_entry(manifest: Manifest, name: str) -> FileEntry:
-    """The entry of a metadata file (``units`` or ``units.csv``)."""
-    key = name[:-4] if name.endswith(".csv") else name
-    try:
-        return manifest.metadata_files[key]
-    except KeyError:
-        raise UnknownFileError(
-            f"{name!r} is not a metadata file of manifest {manifest.name}; choose from {manifest.metadata_file_names}"
-        ) from None
+    """The entry of a metadata file by its manifest key (``units``, or ``metadata_1.csv`` where the key
+    ends in ``.csv``), with or without the ``.csv`` suffix."""
+    files = manifest.metadata_files
+    for key in (name, name[:-4] if name.endswith(".csv") else f"{name}.csv"):
+        if key in files:
+            return files[key]
+    raise UnknownFileError(
+        f"{name!r} is not a metadata file of manifest {manifest.name}; choose from {manifest.metadata_file_names}"
+    )
 
 
-def outdated_message(name: str, latest: str) -> str:
-    """The warning shown when a manifest other than the latest is loaded."""
-    return (f"The manifest you loaded, {name}, is not the latest one ({latest}).\n"
-            f"To see what changed:   cache.compare_manifests('{name}', '{latest}')\n"
-            f"To load the latest:    cache.load_latest_manifest()")
+def outdated_message(ui: str, name: str, latest: str) -> str:
+    """AllenSDK's warning when a manifest other than the latest is loaded (``ui``: the class the user calls)."""
+    return ("The manifest file you are loading is not the most up to date manifest file available for this "
+            f"dataset. The most up to date manifest file available for this dataset is\n\n{latest}\n\n"
+            f"To see the differences between these manifests, run\n\n{ui}.compare_manifests('{name}', '{latest}')"
+            "\n\nTo see all of the manifest files currently downloaded onto your local system, run\n\n"
+            f"{ui}.list_all_downloaded_manifests()\n\nIf you just want to load the latest manifest, run\n\n"
+            f"{ui}.load_latest_manifest()")
+
+
+def moved_past_message(ui: str, latest: str, previous: str) -> str:
+    """AllenSDK's warning when ``load_latest_manifest`` moves past the newest manifest used before."""
+    return (f"You are loading\n{latest}\nwhich is newer than the most recent manifest file you have previously "
+            f"been working with\n{previous}\nIt is possible that some data files have changed between these two "
+            "data releases, which will force you to re-download those data files (currently downloaded files "
+            f"will not be overwritten). To continue using {previous}, run\n{ui}.load_manifest('{previous}')")
+
+
+def last_is_outdated_message(ui: str, name: str, latest: str, online: bool) -> str:
+    """AllenSDK's warning when the manifest used last is not the latest."""
+    where = "online" if online else "in this cache"
+    return (f"You are loading {name}. A more up to date version of the dataset -- {latest} -- exists {where}. "
+            f"To see the changes between the two versions of the dataset, run\n{ui}.compare_manifests('{name}', "
+            f"'{latest}')\nTo load another version of the dataset, run\n{ui}.load_manifest('{latest}')")
+
+
+def damaged_record_message(record: str, latest: str) -> str:
+    """AllenSDK's warning when the last-used record names no manifest of the dataset."""
+    return (f"The manifest version recorded as last used for this cache -- {record} -- is not a valid manifest "
+            f"for this dataset. Loading latest version -- {latest} -- instead.")
+
+
+def missing_local_manifest_message(ui: str, cache_dir: str) -> str:
+    """The warning for a directory that an AllenSDK cache used: its files are not in the store yet."""
+    return (f"This cache directory ({cache_dir}) was used by an AllenSDK cache: it may contain data files that "
+            "this cache has no record of. You might want to consider running\n\n"
+            f"{ui}.construct_local_manifest()\n\nto bring them in (each is hashed against its manifest and "
+            "hard-linked into the store) instead of downloading them again. NOTE: this hashes every such file "
+            "once and can take a while.")

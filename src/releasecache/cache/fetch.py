@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import OfflineError, StorageError
+from ..errors import OfflineError, ReadOnlyCacheError, StorageError
 from ..manifest import FileEntry, Manifest
 from ..remote import Remote
 from ..store import Store
@@ -58,7 +58,11 @@ def _ensure_once(store: Store, transfer: Transfer, remote: Remote | None, manife
             "and this cache is offline; open it with from_s3(...) to download it"
         )
     if store.read_only:
-        raise OfflineError(f"{entry.relative_path} is not in the read-only cache {store.root}")
+        raise ReadOnlyCacheError(
+            errno.EROFS,
+            f"{entry.relative_path} (version {manifest.version}) is not in the cache {store.root}, which is "
+            "read-only for you (another user's cache, or opened with read_only=True); ask its owner to fetch "
+            "it, or use that cache as a read-only layer of a cache of your own (--layer)")
     bar = None if progress is not None else _progress_bar(entry, show_bar)
     try:
         transfer.fetch(remote, entry, progress=progress or (bar.update if bar is not None else None))

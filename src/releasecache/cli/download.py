@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from pathlib import Path
 from typing import Iterable
 
@@ -126,6 +128,14 @@ def download(ctx: click.Context, version: str | None, metadata_only: bool, metad
             sample = ", ".join(e.relative_path for e in missing[:5]) + (" …" if len(missing) > 5 else "")
             raise E.OfflineError(f"{len(missing)} of the selected files are not in the cache {cache.cache_dir} "
                                  f"and --offline forbids downloading them: {sample}")
+    elif cache.store.read_only:
+        missing = plan(cache, entries).to_fetch
+        if missing:
+            sample = ", ".join(e.relative_path for e in missing[:5]) + (" …" if len(missing) > 5 else "")
+            raise E.ReadOnlyCacheError(
+                errno.EROFS, f"{len(missing)} of the selected files are not in the cache {cache.cache_dir}, which is "
+                f"read-only for you (another user's cache?), so they cannot be downloaded: {sample}; use it as a "
+                "--layer of a cache of your own instead")
     report = prefetch(cache, entries, max_files=jobs, progress=settings.show_progress,
                       stat_remote=bool(stat_remote))
     lock = None

@@ -99,6 +99,6 @@ def diff(ctx: click.Context, old: str, new: str, markdown: bool, exit_code: bool
     elif markdown:
         click.echo(result.to_markdown(), nl=False)
     else:
-        click.echo(str(result))
-    if exit_code and result:
+        click.echo(str(result), nl=not result.endswith("\n"))  # AllenSDK's text ends with a newline already
+    if exit_code and not result.equivalent:
         ctx.exit(EXIT_FILES_FAILED)

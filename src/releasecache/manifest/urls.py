@@ -10,8 +10,10 @@ from ..errors import UnsafePathError
 from ..utils import short_repr
 from .paths import check_relative_path
 
-# virtual-hosted: <bucket>.s3[.-<region>|.dualstack.<region>].amazonaws.com[.cn]
-_VHOST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-]*)\.s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
+# virtual-hosted: <bucket>.s3[.-<region>|.dualstack.<region>].amazonaws.com[.cn]; legacy bucket names
+# (and AllenSDK's test buckets) may hold '_', which must not make the URL fall through to path-style.
+_VHOST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9._\-]*)\.s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
+_AWS_HOST_RE = re.compile(r"(?:^|\.)amazonaws\.com(?:\.cn)?$")
 
 
 # path-style: s3[.-<region>].amazonaws.com/<bucket>/<key>
@@ -33,7 +35,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     Accepts virtual-hosted (``https://b.s3.amazonaws.com/k``, with or without a
     region, dash or dot form, dualstack), path-style (``https://s3.us-west-2.amazonaws.com/b/k``),
     ``s3://b/k``, and any other host as a path-style custom endpoint
-    (``http://127.0.0.1:9000/b/k``). The key is percent-decoded.
+    (``http://127.0.0.1:9000/b/k``). The key is percent-decoded. Bucket names
+    with ``_`` (legacy names) are read from virtual-hosted URLs too; an
+    ``amazonaws.com`` host of neither form is refused rather than guessed.
 
     Raises
     ------
@@ -53,6 +57,10 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         vhost = _VHOST_RE.match(host)
         if vhost and not _PATHSTYLE_RE.match(host):
             bucket, path = vhost.group("bucket"), parts.path
+        elif _AWS_HOST_RE.search(host) and not _PATHSTYLE_RE.match(host):
+            # An AWS host of no known form: reading its path as <bucket>/<key> would pick another bucket.
+            raise UnsafePathError(f"URL {short_repr(url)}: the AWS host {short_repr(host)} is neither "
+                                  "<bucket>.s3[.<region>].amazonaws.com nor s3[.<region>].amazonaws.com")
         else:
             segments = parts.path.lstrip("/").split("/", 1)
             if len(segments) != 2:
@@ -61,7 +69,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     else:
         raise UnsafePathError(f"URL {short_repr(url)} is not http(s):// or s3://")
     key = unquote(path.lstrip("/"))
-    if not bucket or not re.match(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$", bucket):
+    if not bucket or not re.match(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$", bucket) or ".." in bucket:
         raise UnsafePathError(f"URL {short_repr(url)} names no valid bucket")
     check_relative_path(key, what=f"key of URL {short_repr(url)}")
     return bucket, key

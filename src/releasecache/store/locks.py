@@ -50,7 +50,6 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ import filelock
 
 from ..config import DEFAULT_LOCK_KIND, DEFAULT_LOCK_LEASE, ENV_LOCK_KIND
 from ..errors import LockFallbackWarning, LockTimeoutError, StorageError
-from ..utils import atomic_write
+from ..utils import atomic_write, warn_user
 
 log = logging.getLogger("releasecache")
 
@@ -268,17 +267,8 @@ def choose_lock_kind(locks_dir: str | os.PathLike[str], kind: str | None = None,
         message = (f"the cache's locks in {folder} are on the {record['filesystem']}: {record['reason']}. "
                    "Using lease-based soft locks instead (set lock_kind or RELEASECACHE_LOCK_KIND to choose)")
         log.warning("%s", message)
-        warnings.warn(message, LockFallbackWarning, stacklevel=_user_stacklevel())
+        warn_user(message, LockFallbackWarning)
     return result
-
-
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` that makes a warning point at the first line outside this package."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    level, frame = 1, sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _read_record(folder: Path, dev: int) -> dict[str, Any] | None:
