@@ -754,6 +754,8 @@ def test_session_and_probe_ids_in_any_integer_spelling(vbn):
         with pytest.raises(UnknownSessionError) as info:
             cache.get_ecephys_session(bad)
         assert "must be an integer" in str(info.value) and isinstance(info.value, ValueError)
+    with pytest.raises(UnknownSessionError, match="file id must be an integer"):
+        cache.prefetch(file_ids=["abc"])
     with cache.get_ecephys_session(session_id) as session:
         by_id = session.get_lfp(int(probe.name))
         by_name = session.get_lfp(probe["name"])

@@ -265,7 +265,7 @@ def test_publish_uploads_only_changes(s3_server, toy_release, tmp_path):
 
 def test_record_lock_of_what_was_used(base, toy_bucket, tmp_path):
     lock_path = tmp_path / "download-lock.json"
-    invoke([*base(), "download", "--version", "0.3.0", "--file-id", "1", "--no-metadata", "--record", lock_path])
+    invoke([*base(), "download", "--version", "0.3.0", "--file-id", "1", "--no-metadata", "--write-record", lock_path])
     lock = json.loads(lock_path.read_text())
     assert lock["manifest"]["name"] == toy_bucket.names[2] and len(lock["manifest"]["blake2b"]) == 128
     assert [f["path"] for f in lock["files"]] == ["sessions/100/probe_A.dat"]

@@ -69,3 +69,13 @@ def test_diff_exit_code(tmp_path, vbn_bucket):
     assert differs.stdout.startswith("Changes going from\n") and not differs.stdout.endswith("\n\n")
     same = _run(common + ["diff", versions[0], versions[0], "--exit-code"])
     assert same.returncode == 0 and same.stdout.strip() == "The two manifests are equivalent"
+
+
+def test_piped_output_has_no_escape_codes(tmp_path, vbn_bucket):
+    """Not a terminal: no progress bars, colours or cursor movement in what a script or a log file gets."""
+    common = ["--cache-dir", str(tmp_path / "c"), "--endpoint-url", vbn_bucket.endpoint_url]
+    for args in (["download", "--metadata-only"], ["manifests"], ["verify"], ["download", "--file-id", "nope"]):
+        result = _run(common + args)
+        assert "\x1b" not in result.stdout and "\x1b" not in result.stderr, (args, result.stderr[-500:])
+        assert "\r" not in result.stderr, args  # no progress bar redraws
+    assert _run(common + ["download", "--file-id", "nope"]).returncode == 2

@@ -35,6 +35,8 @@ DEFAULT_LOCK_KIND = "auto"
 DEFAULT_GC_WINDOW_DAYS = 30.0
 #: What a cache checks when it hands out a file it already has: never, fast, full.
 DEFAULT_INTEGRITY = "never"
+#: Seconds between two writes of one manifest's usage stamp (the size budget's LRU clock).
+DEFAULT_USAGE_INTERVAL = 3600.0
 
 # -- environment variables ------------------------------------------------------------------
 
@@ -58,6 +60,8 @@ ENV_LOCK_KIND = "RELEASECACHE_LOCK_KIND"
 ENV_GC_WINDOW_DAYS = "RELEASECACHE_GC_WINDOW_DAYS"
 #: ``never``, ``fast`` or ``full``: the integrity-on-open policy (see :mod:`releasecache.cache.fetch`).
 ENV_INTEGRITY = "RELEASECACHE_INTEGRITY"
+#: A size budget for the blob store, e.g. ``400GB`` (see :mod:`releasecache.cache.budget`).
+ENV_MAX_SIZE = "RELEASECACHE_MAX_SIZE"
 
 
 def env(name: str) -> str | None:

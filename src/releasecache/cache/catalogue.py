@@ -22,6 +22,8 @@ from ..errors import (
     UnsafePathError,
 )
 from ..manifest import FileEntry, Manifest, check_relative_path, sort_manifest_names
+from ..manifest.consistency import duplicate_versions, republished, version_id_conflicts
+from ..manifest.consistency import warn as warn_publisher
 from ..remote import Remote
 from ..store import Store
 from ..utils import short_repr
@@ -80,7 +82,69 @@ def read_manifest(store: Store, remote: Remote | None, project: str, name: str,
         raise ManifestNotFoundError(f"no manifest {name!r} for project {project!r}; available: {listed}") from None
     manifest = Manifest.from_bytes(data, name=name)  # validate before writing anything
     store.write_manifest(name, data)
+    check_new_manifest(store, project, name, manifest, data)
     return manifest
+
+
+def saved_manifest_bytes(store: Store, project: str) -> dict[str, bytes]:
+    """The bytes of every manifest of ``project`` saved in the store or its layers, by name."""
+    out: dict[str, bytes] = {}
+    for name in downloaded_names(store, project):
+        for folder in [store.manifests_dir] + [layer / "manifests" for layer in store.layers]:
+            try:
+                out[name] = (folder / name).read_bytes()
+                break
+            except OSError:
+                continue
+    return out
+
+
+def check_new_manifest(store: Store, project: str, name: str, manifest: Manifest, data: bytes) -> list[str]:
+    """Warn about publisher mistakes a newly fetched manifest shows against the saved ones.
+
+    Issues a :class:`~releasecache.errors.PublisherWarning` for each version id
+    it lists with another hash than a saved manifest does, and if its version
+    was saved before under another name with other bytes. Returns the messages.
+    """
+    saved = saved_manifest_bytes(store, project)
+    saved[name] = data
+    others: list[Manifest] = []
+    for other, raw in saved.items():
+        if other == name:
+            continue
+        try:
+            others.append(Manifest.from_bytes(raw, name=other))
+        except ManifestError:
+            continue  # an invalid saved manifest is reported when it is read
+    messages = [m for m in version_id_conflicts([*others, manifest]) if name in m]
+    messages += [m for m in duplicate_versions(saved) if name in m]
+    return warn_publisher(messages, stacklevel=4)
+
+
+def check_release(store: Store, remote: Remote | None, project: str) -> list[str]:
+    """Every publisher mistake the saved manifests show, and (with a remote) manifests served again changed.
+
+    Issues each as a :class:`~releasecache.errors.PublisherWarning` and returns the messages.
+    """
+    saved = saved_manifest_bytes(store, project)
+    manifests: list[Manifest] = []
+    for name, raw in saved.items():
+        try:
+            manifests.append(Manifest.from_bytes(raw, name=name))
+        except ManifestError:
+            continue
+    messages = version_id_conflicts(manifests) + duplicate_versions(saved)
+    if remote is not None:
+        for name, raw in saved.items():
+            try:
+                served = remote.get_manifest(project, name)
+            except RemoteNotFoundError:
+                messages.append(f"manifest {name}, saved in this cache, is no longer served by {remote.describe()}")
+                continue
+            message = republished(name, raw, served)
+            if message:
+                messages.append(message)
+    return warn_publisher(messages, stacklevel=3)
 
 
 def _refetch_damaged(store: Store, remote: Remote | None, project: str, name: str, path: Path,

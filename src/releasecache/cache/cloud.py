@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_USAGE_LOG
+from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_MAX_SIZE, ENV_USAGE_LOG, env
 from ..errors import (
     InvalidArgumentError,
     ManifestNotFoundError,
@@ -31,6 +31,7 @@ from ..manifest import (
     ManifestDiff,
     check_relative_path,
     compare_manifests,
+    match_manifest_name,
     resolve_manifest_spec,
     sort_manifest_names,
 )
@@ -92,6 +93,11 @@ class CloudCache:
         ``"never"`` (default; ``$RELEASECACHE_INTEGRITY``), ``"fast"`` (its size
         and verification stamp; hashed if they changed) or ``"full"`` (hashed,
         once per process). A file that fails is moved aside and downloaded again.
+    max_size
+        A size budget for the blob store (``"400GB"`` or bytes; default
+        ``$RELEASECACHE_MAX_SIZE``, else none): a download that would exceed it
+        first evicts least-recently-used blobs that no pinned manifest lists;
+        see :mod:`releasecache.cache.budget`.
     ui_name
         The class name warnings tell the user to call (``ProjectCache.load_manifest(...)``);
         defaults to this object's class name.
@@ -113,6 +119,7 @@ class CloudCache:
         lock_kind: str | None = None,
         lock_lease: float = DEFAULT_LOCK_LEASE,
         integrity: str | None = None,
+        max_size: int | str | None = None,
         ui_name: str | None = None,
     ) -> None:
         if not isinstance(cache_dir, (str, os.PathLike)):
@@ -120,6 +127,12 @@ class CloudCache:
                                        f"{type(cache_dir).__name__} {cache_dir!r}")
         check_relative_path(project, what="project name")
         self.integrity = verify.resolve_integrity(integrity)
+        if max_size is None:
+            max_size = env(ENV_MAX_SIZE)
+        try:
+            self.max_size: int | None = None if max_size is None else budget.parse_size(max_size)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"max_size: {exc}") from None
         self.project = project
         self.remote = remote
         self.store = Store(cache_dir, read_only=read_only, lock_timeout=lock_timeout, layers=list(layers),
@@ -490,8 +503,16 @@ class CloudCache:
         manifest = self.manifest
         if self.integrity != "never":
             verify.check_on_open(self.store, entry.file_hash, entry.size, self.integrity)
-        path = ensure_entry(self.store, self.transfer, self.remote, manifest, entry, progress=progress,
-                            show_bar=self.progress)
+        reserved = 0
+        if self.max_size is not None and self.remote is not None and not self.store.read_only \
+                and not self.store.has_blob(entry.file_hash):
+            reserved = self._make_room(entry)
+        try:
+            path = ensure_entry(self.store, self.transfer, self.remote, manifest, entry, progress=progress,
+                                show_bar=self.progress)
+        finally:
+            if reserved:
+                budget.release(self.store, entry.file_hash)
         record.note_used(self, entry)
         return path
 
@@ -619,6 +640,82 @@ class CloudCache:
                         progress=self.progress if progress is None else progress, stat_remote=stat_remote)
 
     # -- maintenance (see releasecache.cache.verify) --------------------------------
+
+    # -- the size budget (see releasecache.cache.budget) ------------------------------
+
+    def _spec_name(self, spec: "str | Manifest") -> str:
+        if isinstance(spec, Manifest):
+            return spec.name or spec.view_dir_name
+        if spec.endswith(".json"):
+            return spec
+        found = match_manifest_name(spec, self.known_manifest_names())
+        if found is None:
+            raise ManifestNotFoundError(f"no manifest of version {spec!r} for {self.project!r}")
+        return found
+
+    def pin(self, manifest: "str | Manifest") -> str:
+        """Pin a manifest (name, version or object): the budget never evicts its files. Returns its name."""
+        name = self._spec_name(manifest)
+        budget.pin(self.store, name)
+        return name
+
+    def unpin(self, manifest: "str | Manifest") -> bool:
+        """Remove a pin; True if there was one."""
+        return budget.unpin(self.store, self._spec_name(manifest))
+
+    def pinned_manifests(self) -> list[str]:
+        """The manifests whose files the budget keeps: the explicit pins plus the current manifest."""
+        current = self.current_manifest() or self.last_used_manifest_file()
+        return sorted({*budget.pinned(self.store), *([current] if current else [])})
+
+    def evict(self, max_size: int | str | None = None, *, incoming: int = 0, dry_run: bool = True,
+              in_flight: dict[str, int] | None = None) -> "budget.EvictionReport":
+        """Evict least-recently-used blobs until ``incoming`` more bytes fit in the budget.
+
+        ``max_size`` defaults to the cache's budget. ``dry_run=True`` (the
+        default) only reports what would go.
+        """
+        limit = self.max_size if max_size is None else budget.parse_size(max_size)
+        if limit is None:
+            raise InvalidArgumentError("no size budget: pass max_size (e.g. '400GB') or set RELEASECACHE_MAX_SIZE")
+        if not dry_run and self.store.read_only:
+            raise StorageError(errno.EROFS, f"cache {self.store.root} is read-only; nothing can be evicted")
+        in_use = {r["file_hash"] for r in self.usage.records() if not r.get("streamed")}
+        return budget.evict(self.store, limit, incoming=incoming, pinned_names=self.pinned_manifests(),
+                            protect=in_use, dry_run=dry_run, in_flight=in_flight)
+
+    def _make_room(self, entry: FileEntry) -> int:
+        """Evict what the budget requires before ``entry`` is downloaded; return the bytes reserved for it.
+
+        Downloads in flight in this process count as incoming, so concurrent
+        downloads (``prefetch``) do not overshoot the budget together.
+
+        Raises
+        ------
+        StorageError
+            If the file cannot fit without evicting pinned, locked or in-use blobs.
+        """
+        assert self.max_size is not None
+        size = entry.size
+        if size is None:
+            size = self.remote.stat(entry.location) if self.remote is not None else 0
+        with budget.reserving(self.store, entry.file_hash, size) as in_flight:
+            report = self.evict(incoming=size, dry_run=False, in_flight=in_flight)
+            if report.fits:
+                return size
+            raise StorageError(errno.ENOSPC, f"{entry.relative_path} ({size} bytes) does not fit in the size budget "
+                               f"of {self.max_size} bytes: {report.total_after} bytes are pinned, locked or in use "
+                               f"(pinned: {', '.join(report.pinned) or 'none'}; {len(report.busy)} busy; "
+                               f"{report.incoming - size} bytes of other downloads in flight); unpin a version "
+                               "or raise max_size")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def check_release(self, *, server: bool = True) -> list[str]:
+        """Publisher mistakes in the saved manifests (and, with ``server``, manifests the bucket now serves changed).
+
+        Each is issued as a :class:`~releasecache.errors.PublisherWarning`; returns the messages.
+        """
+        return catalogue.check_release(self.store, self.remote if server else None, self.project)
 
     def _manifest_arg(self, manifest: "str | Manifest | None") -> "Manifest | None":
         if manifest is None or isinstance(manifest, Manifest):

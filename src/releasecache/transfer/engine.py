@@ -14,11 +14,19 @@ import logging
 import mmap
 import os
 import threading
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import IntegrityError, RemoteError, StorageError, TransientRemoteError, VersionMismatchError
+from ..errors import (
+    IntegrityError,
+    PublisherWarning,
+    RemoteError,
+    StorageError,
+    TransientRemoteError,
+    VersionMismatchError,
+)
 from ..manifest import FileEntry
 from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
 from ..store import Store
@@ -110,12 +118,14 @@ class Transfer:
             if found is not None:  # another process finished it while we waited
                 return found
             last: IntegrityError | None = None
+            failures: list[IntegrityError] = []
             for attempt in range(1, self.config.integrity_attempts + 1):
                 try:
                     partial = self._download(remote, entry, progress)
                 except IntegrityError as exc:
                     self._discard(h)
                     last = exc
+                    failures.append(exc)
                     if exc.permanent:
                         raise
                     log.warning("%s (attempt %d of %d); fetching it again from the start",
@@ -129,6 +139,7 @@ class Transfer:
                 except StorageError:
                     self._discard(h)  # cannot publish (permissions, full disk): leave no orphan behind
                     raise
+            warn_if_publisher_mistake(entry, failures)
             raise IntegrityError(
                 f"{entry.relative_path}: content did not match the manifest's blake2b after "
                 f"{self.config.integrity_attempts} downloads; last problem: {last}"
@@ -183,8 +194,10 @@ class Transfer:
                     return response, None
                 size = response.total_size
                 if entry.size is not None and size != entry.size:
-                    raise IntegrityError(
+                    err = IntegrityError(
                         f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}")
+                    err.server_size = size  # type: ignore[attr-defined]
+                    raise err
                 data = self._collect(response, min(self.config.part_size, size), entry, progress, None)
             except BaseException:
                 response.close()
@@ -237,8 +250,10 @@ class Transfer:
         finally:
             sink.close()
         if digest != h:
-            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes is {digest[:16]}…, "
+            err = IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes is {digest[:16]}…, "
                                  f"manifest says {h[:16]}…")
+            err.digest = digest  # type: ignore[attr-defined]
+            raise err
         try:
             os.unlink(self.store.sidecar_path(h))
         except OSError:
@@ -441,3 +456,29 @@ class Transfer:
                 raise IntegrityError("partial file is shorter than its sidecar says")
             hasher.update(chunk)
             offset += len(chunk)
+
+
+def warn_if_publisher_mistake(entry: FileEntry, failures: list[IntegrityError]) -> str | None:
+    """Warn (:class:`~releasecache.errors.PublisherWarning`) if failed downloads agree on what the server holds.
+
+    A transfer error differs from one download to the next; a server object that
+    every download finds with the same size or the same (wrong) blake2b is
+    simply not what the manifest describes: a publisher's mistake. Returns the
+    message, or None if the failures do not show one.
+    """
+    where = f"s3://{entry.bucket}/{entry.key} version {entry.version_id or '(unpinned)'}"
+    sizes = {getattr(f, "server_size", None) for f in failures}
+    digests = {getattr(f, "digest", None) for f in failures}
+    message = None
+    if len(failures) >= 2 and len(sizes) == 1 and None not in sizes:
+        message = (f"{entry.relative_path}: the server's object {where} has {sizes.pop()} bytes in every one of "
+                   f"{len(failures)} downloads, the manifest says {entry.size}: the manifest does not describe "
+                   "the object it pins")
+    elif len(failures) >= 2 and len(digests) == 1 and None not in digests:
+        message = (f"{entry.relative_path}: the server's object {where} has blake2b {digests.pop()[:16]}… in every "
+                   f"one of {len(failures)} downloads, the manifest says {entry.file_hash[:16]}…: the manifest "
+                   "does not describe the object it pins (unless something between here and the server rewrites "
+                   "the bytes the same way every time)")
+    if message:
+        warnings.warn(message, PublisherWarning, stacklevel=3)
+    return message

@@ -424,7 +424,7 @@ class ProjectCache:
         """
         ids: list[int] | None = None
         if file_ids is not None or ecephys_session_ids is not None or behavior_session_ids is not None:
-            ids = [int(f) for f in (file_ids if file_ids is not None else [])]
+            ids = [_row_id(f, "file id") for f in (file_ids if file_ids is not None else [])]
             for esid in ecephys_session_ids if ecephys_session_ids is not None else []:
                 ids += self._session_file_ids(ecephys_session_id=esid, include_lfp=include_lfp)
             for bsid in behavior_session_ids if behavior_session_ids is not None else []:
