@@ -840,3 +840,46 @@ def test_data_path_in_a_read_only_cache(sdk_release, sdk_cache, tmp_path):
     assert attr["exists"] and attr["local_path"].read_bytes() == b"first one"
     assert not paths[names[0]]["1"].exists()  # nothing was written
     assert reader.data_path("2")["local_path"] == paths[names[0]]["2"]  # the link is there: the familiar path
+
+
+# -- test_file_attributes.py, test_static_local_cache.py ---------------------------------------
+
+
+def test_cache_file_attributes():
+    from releasecache.cache import CacheFileAttributes
+    from releasecache.errors import InvalidArgumentError
+
+    attr = CacheFileAttributes("http://my/url", "aaabbb", "12345", Path("/my/local/path"))
+    assert (attr.url, attr.version_id, attr.file_hash, attr.local_path) == ("http://my/url", "aaabbb", "12345",
+                                                                            Path("/my/local/path"))
+    assert str(attr).startswith("CacheFileParameters{") and json.loads(str(attr)[len("CacheFileParameters"):]) == {
+        "url": "http://my/url", "version_id": "aaabbb", "file_hash": "12345", "local_path": "/my/local/path"}
+    for bad in ((1, "a", "b", Path("/x")), ("u", 2, "b", Path("/x")), ("u", "a", 3, Path("/x")), ("u", "a", "b", "/x")):
+        with pytest.raises(ValueError) as info:  # AllenSDK raises ValueError; this is also a TypeError
+            CacheFileAttributes(*bad)
+        assert isinstance(info.value, InvalidArgumentError) and "must be" in str(info.value)
+
+
+def test_static_local_cache_access(tmp_path):
+    """A mounted bucket (laid out like the bucket) serves metadata and data; files are verified copies."""
+    mount = tmp_path / "mount"
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    body = frame.to_csv(index=False).encode()
+    files = {f"{PROJECT_X}/project_metadata/meta.csv": body, f"{PROJECT_X}/data/f1.txt": b"mounted bytes"}
+    for key, data in files.items():
+        (mount / key).parent.mkdir(parents=True, exist_ok=True)
+        (mount / key).write_bytes(data)
+    document = {"project_name": PROJECT_X, "manifest_version": "1.0.0", "metadata_file_id_column_name": "file_id",
+                "data_pipeline": [], "metadata_files": {"meta.csv": {
+                    "url": f"https://mounted.s3.amazonaws.com/{PROJECT_X}/project_metadata/meta.csv",
+                    "version_id": "v1", "file_hash": blake2b(body)}},
+                "data_files": {"1": {"url": f"https://mounted.s3.amazonaws.com/{PROJECT_X}/data/f1.txt",
+                                     "version_id": "v1", "file_hash": blake2b(b"mounted bytes")}}}
+    (mount / PROJECT_X / "manifests").mkdir()
+    (mount / PROJECT_X / "manifests" / manifest_name("1.0.0")).write_text(json.dumps(document))
+    cache = SDKNames(CloudCache.from_mirror(tmp_path / "cache", mount, PROJECT_X, progress=False))
+    assert cache.manifest_file_names == [manifest_name("1.0.0")]
+    cache.load_last_manifest()
+    pd.testing.assert_frame_equal(cache.get_metadata("meta.csv"), frame)
+    path = cache.download_data("1")
+    assert path.read_bytes() == b"mounted bytes" and tmp_path / "cache" in path.parents

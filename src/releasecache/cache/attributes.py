@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InvalidArgumentError
+
 
 @dataclass(frozen=True)
 class CacheFileAttributes:
@@ -20,6 +22,12 @@ class CacheFileAttributes:
     version_id: str
     file_hash: str
     local_path: Path
+
+    def __post_init__(self) -> None:
+        for name, kind in (("url", str), ("version_id", str), ("file_hash", str), ("local_path", Path)):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise InvalidArgumentError(f"{name} must be {kind.__name__}; got {type(value).__name__} {value!r}")
 
     def __str__(self) -> str:
         fields = {"url": self.url, "version_id": self.version_id, "file_hash": self.file_hash,

@@ -121,7 +121,7 @@ def write(ctx: click.Context, output: Path, log_path: Path | None, present: bool
 
 
 @record.command("check")
-@click.argument("record_path", metavar="RECORD", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("record_file", metavar="RECORD", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--full", is_flag=True, help="Re-hash every cached file (default: trust the store, whose blobs are "
                                            "named by their verified hash).")
 @click.option("--server/--no-server", default=True, show_default=True,
@@ -129,7 +129,7 @@ def write(ctx: click.Context, output: Path, log_path: Path | None, present: bool
                    "file) and compare the manifests' bytes there. Off with --offline.")
 @json_option
 @click.pass_context
-def check(ctx: click.Context, record_path: Path, full: bool, server: bool, as_json: bool) -> None:
+def check(ctx: click.Context, record_file: Path, full: bool, server: bool, as_json: bool) -> None:
     """Check that RECORD still reproduces: its files in the cache, its version ids on the server.
 
     Prints what is missing. Exit codes: 0 every file is in the cache with the
@@ -138,10 +138,10 @@ def check(ctx: click.Context, record_path: Path, full: bool, server: bool, as_js
     manifest's bytes differ from the recorded blake2b, or RECORD is not a lock.
     """
     settings = json_mode(ctx, as_json)
-    lock = read_lock(record_path)
+    lock = read_lock(record_file)
     result = check_lock(settings.cache(), lock, server=server, full=full)
     if as_json:
-        emit_json({"record": str(record_path), **result.to_dict()})
+        emit_json({"record": str(record_file), **result.to_dict()})
     else:
         click.echo(result.summary())
     if result.manifest_mismatches:
