@@ -198,6 +198,12 @@ def read_lease(path: str | os.PathLike[str]) -> Iterator[int]:
         os.close(fd)
 
 
+def lease_open_file(fobj: Any) -> Any:
+    """Put a read lease (a shared ``flock``) on an open local file; it lasts until the file is closed."""
+    fcntl.flock(fobj.fileno(), fcntl.LOCK_SH)
+    return fobj
+
+
 def _being_read(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -419,4 +425,4 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
 
 
 __all__ = ["Candidate", "EvictionReport", "USAGE_INTERVAL", "evict", "parse_size", "pin", "pinned",
-           "read_lease", "read_usage", "touch_usage", "unpin"]
+           "lease_open_file", "read_lease", "read_usage", "touch_usage", "unpin"]

@@ -54,10 +54,10 @@ def read_manifest(store: Store, remote: Remote | None, project: str, name: str,
     """
     check_relative_path(name, what="manifest name")
     if "/" in name:
-        raise ManifestNotFoundError(f"manifest name {name!r} must be a plain file name")
+        raise ManifestNotFoundError(f"manifest name {name!r} must be a plain file name", manifest=name)
     local = store.manifests_dir / name
     if local.is_symlink():
-        raise UnsafePathError(f"{local} is a symbolic link, not a saved manifest; remove it")
+        raise UnsafePathError(f"{local} is a symbolic link, not a saved manifest; remove it", manifest=str(local))
     damaged: tuple[Path, ManifestError] | None = None
     for path in [local] + [layer / "manifests" / name for layer in store.layers]:  # layers hold manifests too
         if path.is_file():
@@ -73,8 +73,8 @@ def read_manifest(store: Store, remote: Remote | None, project: str, name: str,
     if remote is None:
         have = downloaded_names(store, project)
         raise ManifestNotFoundError(
-            f"manifest {name!r} is not in the offline cache {store.root}; downloaded: {have or 'none'}"
-        )
+            f"manifest {name!r} is not in the offline cache {store.root}; downloaded: {have or 'none'}",
+            manifest=name)
     try:
         data = remote.get_manifest(project, name)
     except RemoteNotFoundError:

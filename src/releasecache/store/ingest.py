@@ -143,7 +143,8 @@ def ingest_file(store: "Store", source: Path, file_hash: str, *, hardlink: bool 
         except StorageError:
             raise
         except OSError as exc:
-            raise StorageError.from_os_error(exc, f"cannot bring {source} in as blob {file_hash[:16]}…") from None
+            raise StorageError.from_os_error(exc, f"cannot bring {source} in as blob {file_hash[:16]}…",
+                                             file_hash=file_hash) from None
         finally:
             try:
                 os.unlink(tmp)

@@ -450,7 +450,7 @@ class BlobLock:
                         f"a soft lock is broken once its holder misses its heartbeat for {self.lease:.0f} s")
                 raise LockTimeoutError(
                     f"waited {now - started:.0f} s for {self.what}, held by {who} (lock {self.lock_path}); "
-                    f"{hint}; raise lock_timeout to wait longer"
+                    f"{hint}; raise lock_timeout to wait longer", path=str(self.lock_path)
                 )
             sleep = _POLL if deadline is None else max(0.0, min(_POLL, deadline - now))
             if cancel is not None:

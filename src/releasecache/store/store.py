@@ -258,7 +258,7 @@ class Store:
         except OSError as exc:
             if exc.errno == errno.ENOENT and self.has_own_blob(file_hash):
                 return dest  # a process that lost its lock published the same verified bytes first
-            raise StorageError.from_os_error(exc, f"cannot publish blob {file_hash[:16]}…") from None
+            raise StorageError.from_os_error(exc, f"cannot publish blob {file_hash[:16]}…", file_hash=file_hash) from None
         fsync_dir(dest.parent)
         self.stamp(file_hash)
         return dest
@@ -279,7 +279,7 @@ class Store:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise StorageError.from_os_error(exc, f"cannot delete blob {file_hash[:16]}…") from None
+            raise StorageError.from_os_error(exc, f"cannot delete blob {file_hash[:16]}…", file_hash=file_hash) from None
         remove_stamp(self.stamps_dir, file_hash)
 
     def _check_no_symlinked_dirs(self, path: Path) -> None:
