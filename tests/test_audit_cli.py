@@ -142,3 +142,21 @@ def test_publisher_mistakes_warn(fresh_bucket, s3_server, make_cache, tmp_path):
     assert any("published again with different content" in p for p in data["problems"])
     assert any("one version id is one object" in p for p in data["problems"])
     assert "releasecache: warning:" in result.stderr
+
+
+def test_server_size_contradicting_the_manifest_warns(fresh_bucket, s3_server, make_cache, tmp_path):
+    """A manifest whose recorded size is not the pinned object's: a publisher's mistake, said after the retries."""
+    client = s3_server.admin_client()
+    third = fresh_bucket.manifests[-1]
+    raw = json.loads(third.to_json())
+    raw["manifest_version"] = "0.5.0"
+    file_id, entry = next((k, v) for k, v in raw["data_files"].items() if k == "0")
+    entry["size"] = 123  # the object has other length
+    name = manifest_name(PROJECT, "0.5.0")
+    client.put_object(Bucket=fresh_bucket.bucket, Key=f"{PROJECT}/manifests/{name}", Body=json.dumps(raw).encode())
+    cache = make_cache(tmp_path / "c", bucket=fresh_bucket)
+    cache.load_manifest(name)
+    with pytest.warns(PublisherWarning, match=r"bytes in every one of \d downloads, the manifest says 123"):
+        with pytest.raises(IntegrityError, match="manifest says 123"):
+            cache.download_data(file_id)
+    assert not cache.is_cached(cache.data_entry(file_id))

@@ -246,7 +246,7 @@ class Transfer:
             log.info("%s: resuming; %d of %d bytes already here", entry.relative_path,
                      sum(b - a for a, b in done), size)
         try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)  # the umask decides
         except OSError as exc:
             raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
         sink = Sink(partial, fd, direct=self.config.direct_io)
@@ -350,7 +350,7 @@ class Transfer:
         limit = self._whole_limit(remote, entry, response)
         got = 0
         try:
-            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644), "wb") as fh:
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o666), "wb") as fh:
                 for chunk in response.chunks:
                     got += len(chunk)
                     if got > limit:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MetadataTableError
-from ..utils import hash_file
+from ..utils import file_mode, hash_file
 
 logger = logging.getLogger("releasecache")
 
@@ -61,9 +61,6 @@ SIDECAR_FORMAT = 1
 
 _OBJECT_TEXT = int(pd.__version__.split(".", 1)[0]) < 3
 """pandas < 3 keeps text as Python objects; pandas >= 3 has an Arrow-backed string dtype."""
-
-SIDECAR_MODE = 0o644
-"""Sidecars are replaced, never edited, so they need no write permission."""
 
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 
@@ -258,10 +255,10 @@ def _write_sidecar(frame: pd.DataFrame, path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                          delete=False) as handle:
             tmp_name = handle.name
+            os.fchmod(handle.fileno(), file_mode())  # at once: a sidecar left by a kill must not be 0600
             feather.write_feather(table, handle, compression="uncompressed")
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, SIDECAR_MODE)
         os.replace(tmp_name, path)
         tmp_name = None
     except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
