@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from ..errors import (
@@ -53,10 +54,10 @@ def read_manifest(store: Store, remote: Remote | None, project: str, name: str,
     """
     check_relative_path(name, what="manifest name")
     if "/" in name:
-        raise ManifestNotFoundError(f"manifest name {name!r} must be a plain file name")
+        raise ManifestNotFoundError(f"manifest name {name!r} must be a plain file name", manifest=name)
     local = store.manifests_dir / name
     if local.is_symlink():
-        raise UnsafePathError(f"{local} is a symbolic link, not a saved manifest; remove it")
+        raise UnsafePathError(f"{local} is a symbolic link, not a saved manifest; remove it", manifest=str(local))
     damaged: tuple[Path, ManifestError] | None = None
     for path in [local] + [layer / "manifests" / name for layer in store.layers]:  # layers hold manifests too
         if path.is_file():
@@ -72,8 +73,8 @@ def read_manifest(store: Store, remote: Remote | None, project: str, name: str,
     if remote is None:
         have = downloaded_names(store, project)
         raise ManifestNotFoundError(
-            f"manifest {name!r} is not in the offline cache {store.root}; downloaded: {have or 'none'}"
-        )
+            f"manifest {name!r} is not in the offline cache {store.root}; downloaded: {have or 'none'}",
+            manifest=name)
     try:
         data = remote.get_manifest(project, name)
     except RemoteNotFoundError:
@@ -173,12 +174,18 @@ def check_saved_manifests(store: Store) -> tuple[int, list[dict[str, object]]]:
     Each damaged one is ``{"name", "path", "reason", "repaired": False}``.
     """
     folder = store.manifests_dir
-    if not folder.is_dir() or folder.is_symlink():
+    try:
+        if not folder.is_dir() or folder.is_symlink():
+            return 0, []
+        paths = sorted(folder.iterdir())
+    except PermissionError:  # another user's narrow umask: verify's permission check reports it
         return 0, []
     checked, damaged = 0, []
-    for path in sorted(folder.iterdir()):
+    for path in paths:
         if path.suffix != ".json" or path.name.startswith(".") or path.is_symlink():
             continue
+        if not os.access(path, os.R_OK):
+            continue  # unreadable is not damaged: the permission check names it and its owner
         checked += 1
         try:
             Manifest.from_path(path)

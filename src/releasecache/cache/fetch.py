@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import OfflineError, ReadOnlyCacheError, StorageError
+from ..errors import OfflineError, ReadOnlyCacheError, ReleaseCacheError, StorageError
 from ..manifest import FileEntry, Manifest
 from ..remote import Remote
 from ..store import Store
@@ -33,7 +33,19 @@ def ensure_entry(store: Store, transfer: Transfer, remote: Remote | None, manife
     ``outcome`` is filled in with what was fetched (see :class:`~releasecache.transfer.engine.FetchOutcome`).
 
     Retried when a concurrent gc or verify removes the blob or view while it is linked.
+    Every library error on the way carries the entry's path, URL, key, version id,
+    hash and manifest (those the layer that raised it did not set already).
     """
+    try:
+        return _ensure_retrying(store, transfer, remote, manifest, entry, progress, show_bar)
+    except ReleaseCacheError as exc:
+        raise exc.fill_context(path=entry.relative_path, url=entry.url, key=entry.key,
+                               version_id=entry.version_id or None, file_hash=entry.file_hash,
+                               manifest=manifest.name)
+
+
+def _ensure_retrying(store: Store, transfer: Transfer, remote: Remote | None, manifest: Manifest, entry: FileEntry,
+                     progress: Callable[[int], None] | None, show_bar: bool) -> Path:
     for _attempt in range(3):
         try:
             path = _ensure_once(store, transfer, remote, manifest, entry, progress, show_bar, token, outcome)

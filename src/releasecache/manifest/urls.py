@@ -47,7 +47,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if not isinstance(url, str):
         raise UnsafePathError(f"URL must be a string, got {type(url).__name__}")
     if any(ord(c) < 32 for c in url) or "\\" in url:
-        raise UnsafePathError(f"URL {short_repr(url)} contains control characters or backslashes")
+        raise UnsafePathError(f"URL {short_repr(url)} contains control characters or backslashes", url=url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "s3":
@@ -60,17 +60,20 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         elif _AWS_HOST_RE.search(host) and not _PATHSTYLE_RE.match(host):
             # An AWS host of no known form: reading its path as <bucket>/<key> would pick another bucket.
             raise UnsafePathError(f"URL {short_repr(url)}: the AWS host {short_repr(host)} is neither "
-                                  "<bucket>.s3[.<region>].amazonaws.com nor s3[.<region>].amazonaws.com")
+                                  "<bucket>.s3[.<region>].amazonaws.com nor s3[.<region>].amazonaws.com", url=url)
         else:
             segments = parts.path.lstrip("/").split("/", 1)
             if len(segments) != 2:
-                raise UnsafePathError(f"URL {short_repr(url)} has no bucket and key in its path")
+                raise UnsafePathError(f"URL {short_repr(url)} has no bucket and key in its path", url=url)
             bucket, path = segments[0], segments[1]
     else:
-        raise UnsafePathError(f"URL {short_repr(url)} is not http(s):// or s3://")
+        raise UnsafePathError(f"URL {short_repr(url)} is not http(s):// or s3://", url=url)
     key = unquote(path.lstrip("/"))
     if not bucket or not re.match(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$", bucket) or ".." in bucket:
-        raise UnsafePathError(f"URL {short_repr(url)} names no valid bucket")
-    check_relative_path(key, what=f"key of URL {short_repr(url)}")
+        raise UnsafePathError(f"URL {short_repr(url)} names no valid bucket", url=url)
+    try:
+        check_relative_path(key, what=f"key of URL {short_repr(url)}")
+    except UnsafePathError as exc:
+        raise exc.with_context(url=url, key=key)
     return bucket, key
 

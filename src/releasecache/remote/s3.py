@@ -10,6 +10,7 @@ from ..config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_REGI
 from ..errors import (
     OFFLINE_HINT,
     EndpointUnreachableError,
+    ReleaseCacheError,
     RemoteAccessError,
     RemoteError,
     RemoteNotFoundError,
@@ -25,14 +26,16 @@ from ._retry_codes import (
     parse_content_range,
     parse_retry_after,
 )
+from ._deadline import DEFAULT_REQUEST_TIMEOUT, body_deadline
 from ._direct import DirectBody
 from .base import RangeNotSatisfiable, RangeResponse, Remote
 
 CHUNK = 1024 * 1024
+MAX_LISTED = 1_000_000  # keys listed at most: a listing that never ends must end
 
 
-def _translate(exc: BaseException, what: str) -> RemoteError:
-    """Turn a botocore/urllib3 exception into our hierarchy."""
+def _translate(exc: BaseException, what: str, **context: Any) -> RemoteError:
+    """Turn a botocore/urllib3 exception into our hierarchy (``context``: url, key, version_id)."""
     from botocore.exceptions import ClientError
 
     if isinstance(exc, ClientError):
@@ -42,36 +45,42 @@ def _translate(exc: BaseException, what: str) -> RemoteError:
         status = int(meta.get("HTTPStatusCode") or 0)
         headers = meta.get("HTTPHeaders", {}) or {}
         msg = f"{what}: {code or status} {err.get('Message', '')}".rstrip()
+        context.update(status=status or None, code=code or None)
         if code in NOT_FOUND_S3_CODES or status == 404:
-            return RemoteNotFoundError(msg)
+            return RemoteNotFoundError(msg).with_context(**context)
         if code in DENIED_S3_CODES or status in (401, 403):
-            return RemoteAccessError(msg + " (the bucket may need credentials)")
+            return RemoteAccessError(msg + " (the bucket may need credentials)").with_context(**context)
         if code in RETRY_S3_CODES or status in RETRY_STATUSES:
-            return TransientRemoteError(msg, parse_retry_after(headers.get("retry-after")))
+            return TransientRemoteError(msg, parse_retry_after(headers.get("retry-after"))).with_context(**context)
         if code == "InvalidRange" or status == 416:
-            return RangeNotSatisfiable(msg)
-        return RemoteError(msg)
+            return RangeNotSatisfiable(msg).with_context(**context)
+        if status in (301, 302, 303, 307, 308):
+            where = err.get("Endpoint") or headers.get("location") or "another endpoint"
+            return RemoteError(f"{msg}: the server redirects to {where}; redirects are not followed for S3 "
+                               "requests, so point endpoint_url at the right endpoint").with_context(**context)
+        return RemoteError(msg).with_context(**context)
     from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
 
     if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):  # refused, DNS failure, connect timeout
-        return _unreachable(exc, what)
+        return _unreachable(exc, what, **context)
     # Everything else from the transport (connection reset, timeouts, truncated
-    # bodies) is worth another try.
-    return TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}")
+    # bodies, unparsable answers) is worth another try.
+    return TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}").with_context(**context)
 
 
-def _unreachable(exc: BaseException, what: str) -> EndpointUnreachableError:
-    return EndpointUnreachableError(f"{what}: no answer from the server ({type(exc).__name__}: {exc}); {OFFLINE_HINT}")
+def _unreachable(exc: BaseException, what: str, **context: Any) -> EndpointUnreachableError:
+    return EndpointUnreachableError(f"{what}: no answer from the server ({type(exc).__name__}: {exc}); "
+                                    f"{OFFLINE_HINT}").with_context(**context)
 
 
-def _translate_request(exc: BaseException, what: str) -> RemoteError:
+def _translate_request(exc: BaseException, what: str, **context: Any) -> RemoteError:
     """Like :func:`_translate`, for a request still waiting for its answer: a read
     timeout there means the server accepted the connection and never answered."""
     from botocore.exceptions import ReadTimeoutError
 
     if isinstance(exc, ReadTimeoutError):
-        return _unreachable(exc, what)
-    return _translate(exc, what)
+        return _unreachable(exc, what, **context)
+    return _translate(exc, what, **context)
 
 
 class S3Remote(Remote):
@@ -96,6 +105,10 @@ class S3Remote(Remote):
     connect_timeout, read_timeout
         Seconds. ``read_timeout`` is the stall timeout: a connection that sends no
         bytes for that long is abandoned and retried by the transfer layer.
+    request_timeout
+        Seconds one response body may take, plus one second per MiB it announces
+        (None: no limit). It cuts off what ``read_timeout`` cannot see: a server
+        that drips a byte at a time, or a body that never ends.
     """
 
     def __init__(
@@ -112,8 +125,10 @@ class S3Remote(Remote):
         max_pool_connections: int = 32,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self.bucket = bucket
+        self.request_timeout = request_timeout
         self.endpoint_url = endpoint_url
         self.anonymous = anonymous and aws_access_key_id is None and profile_name is None
         self.region = region
@@ -190,7 +205,8 @@ class S3Remote(Remote):
             raise RemoteError("S3Remote needs a bucket to list manifests")
         try:
             paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": MAX_LISTED})
+            for page in pages:
                 for obj in page.get("Contents", []) or []:
                     name = obj["Key"][len(prefix):]
                     if name and "/" not in name and name.endswith(".json"):
@@ -203,14 +219,27 @@ class S3Remote(Remote):
         key = f"{project}/manifests/{name}"
         if self.bucket is None:
             raise RemoteError("S3Remote needs a bucket to fetch manifests")
+        what = f"fetching manifest s3://{self.bucket}/{key}"
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"]
+            guard = DirectBody(getattr(body, "_raw_stream", None), what, closer=body,
+                               deadline=body_deadline(self.request_timeout, response.get("ContentLength")))
             try:  # a hostile or broken server must not make us hold an endless document in memory
-                return response["Body"].read(_manifest.MAX_MANIFEST_BYTES + 1)
+                data = body.read(_manifest.MAX_MANIFEST_BYTES + 1)
+            except Exception:
+                if guard.expired:
+                    raise guard.deadline_error() from None
+                raise
             finally:
-                response["Body"].close()
+                guard.close()
+            if guard.expired:
+                raise guard.deadline_error()
+            return data
+        except ReleaseCacheError:
+            raise
         except Exception as exc:
-            raise _translate_request(exc, f"fetching manifest s3://{self.bucket}/{key}") from None
+            raise _translate_request(exc, what, key=key) from None
 
     # -- data -----------------------------------------------------------------
 
@@ -223,10 +252,11 @@ class S3Remote(Remote):
         ranged = not (start == 0 and end is None)
         if ranged or end is not None:
             kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        context = {"url": what, "key": location.key, "version_id": location.version_id}
         try:
             response = self.client.get_object(**kwargs)
         except Exception as exc:
-            raise _translate_request(exc, f"GET {what}") from None
+            raise _translate_request(exc, f"GET {what}", **context) from None
         body = response["Body"]
         content_range = parse_content_range(response.get("ContentRange"))
         length = response.get("ContentLength")
@@ -235,15 +265,17 @@ class S3Remote(Remote):
             partial = True
         else:
             first, total, partial = 0, length, False
-        direct = DirectBody(getattr(body, "_raw_stream", None), what, _translate)
+        direct = DirectBody(getattr(body, "_raw_stream", None), what,
+                            lambda exc, doing: _translate(exc, doing, **context),
+                            closer=body, deadline=body_deadline(self.request_timeout, length))
         return RangeResponse(
             start=first,
             length=length,
             total_size=total,
             version_id=response.get("VersionId"),
-            chunks=self._iter_body(body, what),
+            chunks=direct.guard(self._iter_body(body, what)),
             partial=partial,
-            _closer=direct if direct.direct else body,
+            _closer=direct,
             _readinto=direct.readinto if direct.direct else None,
         )
 
@@ -282,7 +314,8 @@ class S3Remote(Remote):
         try:
             return int(self.client.head_object(**kwargs)["ContentLength"])
         except Exception as exc:
-            error = _translate_request(exc, f"HEAD s3://{bucket}/{location.key}")
+            error = _translate_request(exc, f"HEAD s3://{bucket}/{location.key}", key=location.key,
+                               version_id=location.version_id)
         if isinstance(error, RemoteAccessError):
             # Some S3-compatible servers refuse anonymous HEAD but allow GET: ask for one byte.
             return super().stat(location)
