@@ -17,8 +17,7 @@ from ..errors import OfflineError, ReadOnlyCacheError, ReleaseCacheError, Storag
 from ..manifest import FileEntry, Manifest
 from ..remote import Remote
 from ..store import Store
-from ..transfer import Transfer
-from ..transfer import FetchOutcome
+from ..transfer import FetchOutcome, Transfer
 from ..transfer.cancel import CancelToken
 
 log = logging.getLogger("releasecache")
@@ -37,7 +36,7 @@ def ensure_entry(store: Store, transfer: Transfer, remote: Remote | None, manife
     hash and manifest (those the layer that raised it did not set already).
     """
     try:
-        return _ensure_retrying(store, transfer, remote, manifest, entry, progress, show_bar)
+        return _ensure_retrying(store, transfer, remote, manifest, entry, progress, show_bar, token, outcome)
     except ReleaseCacheError as exc:
         raise exc.fill_context(path=entry.relative_path, url=entry.url, key=entry.key,
                                version_id=entry.version_id or None, file_hash=entry.file_hash,
@@ -45,7 +44,8 @@ def ensure_entry(store: Store, transfer: Transfer, remote: Remote | None, manife
 
 
 def _ensure_retrying(store: Store, transfer: Transfer, remote: Remote | None, manifest: Manifest, entry: FileEntry,
-                     progress: Callable[[int], None] | None, show_bar: bool) -> Path:
+                     progress: Callable[[int], None] | None, show_bar: bool, token: CancelToken | None,
+                     outcome: FetchOutcome | None) -> Path:
     for _attempt in range(3):
         try:
             path = _ensure_once(store, transfer, remote, manifest, entry, progress, show_bar, token, outcome)
