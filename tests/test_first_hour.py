@@ -324,6 +324,16 @@ def test_command_line_against_a_stalling_endpoint_fails_fast(tmp_path, toy_bucke
     _dead_error_checks(doc["error"]["message"])
 
 
+def test_an_unresolvable_endpoint_says_to_go_offline(tmp_path, toy_bucket):
+    result = subprocess.run(_cli(tmp_path / "cache", toy_bucket, "http://nonexistent.invalid:9000", "download",
+                                 "--version", "0.1.0", "--json"), capture_output=True, text=True, env=_env(),
+                            timeout=120)
+    assert result.returncode == 4, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["error"]["type"] == "EndpointUnreachableError"
+    _dead_error_checks(doc["error"]["message"])
+
+
 # -- 14. honest reports ---------------------------------------------------------------------------
 
 KILLABLE = textwrap.dedent("""
@@ -533,3 +543,4 @@ def test_prefetch_records_the_files_it_links_from_other_versions(make_cache, toy
     assert set(report.reused) <= used
     assert used == {e.relative_path for e in cache.manifest.entries()}
     assert {r["path"] for r in cache.write_record()["files"]} == used
+

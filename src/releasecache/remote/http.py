@@ -36,6 +36,22 @@ _XML_FIELD = re.compile(rb"<(Code|Message)>([^<]{0,300})</\1>")
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
+def _no_answer(exc: BaseException) -> bool:
+    """True if the server gave no answer at all: refused, DNS failure, connect timeout, or
+    silence until the read timeout (the request is streamed, so that is before the headers).
+
+    A connection broken by a malformed answer is an answer, retried as usual.
+    """
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, (requests.ConnectTimeout, requests.ReadTimeout)):
+        return True
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        return isinstance(getattr(exc.args[0], "reason", None), (NewConnectionError, ConnectTimeoutError))
+    return False
+
+
 class HttpRemote(Remote):
     """Objects served over HTTP(S) below ``base_url``.
 
@@ -131,12 +147,11 @@ class HttpRemote(Remote):
             response = self.session.request(method, url, timeout=self.timeout, stream=True, **kwargs)
         except requests.TooManyRedirects as exc:
             raise RemoteError(f"{what}: more than {MAX_REDIRECTS} redirects ({exc})").with_context(**context) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            # refused, DNS failure, connect timeout, or no answer before the read timeout
+        except requests.RequestException as exc:
+            if not _no_answer(exc):
+                raise TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}").with_context(**context) from None
             raise EndpointUnreachableError(f"{what}: no answer from the server ({type(exc).__name__}: {exc}); "
                                            f"{OFFLINE_HINT}").with_context(**context) from None
-        except requests.RequestException as exc:
-            raise TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}").with_context(**context) from None
         status = response.status_code
         if status in (200, 206):
             return response
