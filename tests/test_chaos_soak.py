@@ -103,7 +103,7 @@ def test_chaos_soak_keeps_every_invariant(tmp_path, bulk_bucket, proxy, capsys):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 killed[role] += 1
-            next_kill = now + rng.uniform(0.3, 2.0)
+            next_kill = now + rng.uniform(0.8, 3.0)
         time.sleep(0.05)
     for pid, (proc, role, out, _since) in list(running.items()):  # let the last ones finish
         try:
