@@ -107,14 +107,25 @@ def read_table_csv(name: str, csv_path: Path) -> pd.DataFrame:
     Raises
     ------
     MetadataTableError
-        If ``name`` is unknown or the CSV lacks the index column.
+        If ``name`` is unknown, the file is not a CSV (binary, truncated inside
+        a quote, empty), an integer column holds other values, or the CSV lacks
+        the index column.
     """
     index = _check_name(name)
-    frame = pd.read_csv(csv_path)
+    try:
+        frame = pd.read_csv(csv_path)
+    except ValueError as exc:  # ParserError, EmptyDataError, UnicodeDecodeError: not a CSV at all
+        raise MetadataTableError(f"{csv_path} cannot be read as the {name} table: {type(exc).__name__}: "
+                                 f"{str(exc)[:300]}") from None
     if name in NULLABLE_INT_TABLES:
         for column in INTEGER_COLUMNS:
             if column in frame.columns:
-                frame[column] = frame[column].astype("Int64")
+                try:
+                    frame[column] = frame[column].astype("Int64")
+                except (TypeError, ValueError, OverflowError) as exc:  # text, fractions, huge numbers
+                    raise MetadataTableError(
+                        f"{csv_path}: column {column!r} of the {name} table holds values that are not integers "
+                        f"({type(exc).__name__}: {str(exc)[:200]})") from None
     if index not in frame.columns:
         raise MetadataTableError(
             f"{csv_path} has no {index!r} column, so it cannot be the {name} table "
