@@ -162,3 +162,25 @@ def test_downloads_stay_within_the_budget(make_cache, toy_bucket, toy_release, t
     with pytest.raises(StorageError, match="does not fit in the size budget"):
         tiny.download_data(evicted_id)  # v1 (now current, pinned) alone exceeds 10 bytes
     assert {h for h, _ in store.iter_blobs()} == before  # nothing evicted in vain
+
+
+def test_a_locally_opened_file_is_not_evicted_while_open(make_cache, toy_bucket, tmp_path):
+    """open_entry(prefer_local=True) holds a read lease; another process's eviction skips the blob."""
+    import subprocess
+    import sys
+
+    from releasecache.vbn.streaming import open_entry
+
+    cache = make_cache(tmp_path / "c")
+    v1 = _load(cache, toy_bucket.names[0])
+    cache.prefetch(progress=False)
+    entry = v1.data_files["0"]
+    script = ("import sys; from releasecache.cache.budget import evict; from releasecache.store import Store; "
+              "r = evict(Store(sys.argv[1]), 0 if len(sys.argv) < 3 else int(sys.argv[2])); "
+              "print(len(r.evicted), ' '.join(r.busy))")
+    with open_entry(cache, entry, prefer_local=True) as fobj:
+        assert fobj.read(4)
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "c"), str(entry.size or 5000)],
+                             capture_output=True, text=True, check=True).stdout.split()
+    # Nothing is pinned in the other process, so everything else went; the open file stayed.
+    assert out[1:] == [entry.file_hash] and cache.store.has_blob(entry.file_hash)

@@ -59,6 +59,10 @@ def test_diff_file_streamed_and_markdown(vbn, tmp_path):
     assert "fetching 2 files" in result.stderr
     assert "`general/extracellular_ephys/electrodes/valid_data` changed" in result.stdout
     run([*vbn(), "diff", "0.1.0", "0.2.0", "--stream"], code=2)
+    result, data = run([*vbn(), "diff", "0.1.0", "0.2.0", "--file", E1, "--stream", "--no-values", "--json"])
+    details = next(c for c in data["changes"] if c["path"] == E1)["details"]
+    assert details["values_compared"] is False and details["changes"] == []  # the fix changed values only
+    assert 0 < details["bytes_read_old"] <= details["size_old"]
 
 
 def test_record_check_and_download_record_in_a_second_cache(vbn, tmp_path):
@@ -142,3 +146,21 @@ def test_publisher_mistakes_warn(fresh_bucket, s3_server, make_cache, tmp_path):
     assert any("published again with different content" in p for p in data["problems"])
     assert any("one version id is one object" in p for p in data["problems"])
     assert "releasecache: warning:" in result.stderr
+
+
+def test_server_size_contradicting_the_manifest_warns(fresh_bucket, s3_server, make_cache, tmp_path):
+    """A manifest whose recorded size is not the pinned object's: a publisher's mistake, said after the retries."""
+    client = s3_server.admin_client()
+    third = fresh_bucket.manifests[-1]
+    raw = json.loads(third.to_json())
+    raw["manifest_version"] = "0.5.0"
+    file_id, entry = next((k, v) for k, v in raw["data_files"].items() if k == "0")
+    entry["size"] = 123  # the object has other length
+    name = manifest_name(PROJECT, "0.5.0")
+    client.put_object(Bucket=fresh_bucket.bucket, Key=f"{PROJECT}/manifests/{name}", Body=json.dumps(raw).encode())
+    cache = make_cache(tmp_path / "c", bucket=fresh_bucket)
+    cache.load_manifest(name)
+    with pytest.warns(PublisherWarning, match=r"bytes in every one of \d downloads, the manifest says 123"):
+        with pytest.raises(IntegrityError, match="manifest says 123"):
+            cache.download_data(file_id)
+    assert not cache.is_cached(cache.data_entry(file_id))

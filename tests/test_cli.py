@@ -207,9 +207,14 @@ def test_verify_du_gc(base, toy_bucket, tmp_path):
     invoke([*base(), "verify", "--version", "0.3.0"])  # the corrupt blob was moved aside; missing is not a failure
     invoke([*base(), "verify", "--version", "0.3.0", "--require-complete"], code=1)
     invoke([*base(), "download", "--version", "0.3.0"])  # downloads it again
-    _, dry = invoke([*base(), "gc", "--keep", "0.3.0", "--json"])
+    _, recent = invoke([*base(), "gc", "--keep", "0.3.0", "--json"])  # 0.1.0 was used minutes ago: it stays
+    assert recent["deleted_blobs"] == [] and all(m["kept"] for m in recent["manifests"])
+    assert any("within the 30-day window" in m["why"] for m in recent["manifests"])
+    _, dry = invoke([*base(), "gc", "--keep", "0.3.0", "--window-days", "0", "--json"])
     assert dry["dry_run"] and dry["deleted_blobs"] and (tmp_path / "cache" / f"{PROJECT}-0.1.0").exists()
-    _, done = invoke([*base(), "gc", "--keep", "0.3.0", "--delete", "--json"])
+    gone = [m for m in dry["manifests"] if not m["kept"]]
+    assert gone and all("longer ago than the 0-day window" in m["why"] for m in gone)
+    _, done = invoke([*base(), "gc", "--keep", "0.3.0", "--window-days", "0", "--delete", "--json"])
     assert sorted(done["deleted_blobs"]) == sorted(dry["deleted_blobs"])
     _, after = invoke([*base(), "du", "--json"])
     assert after["blob_bytes"] < usage["blob_bytes"]

@@ -330,6 +330,11 @@ class MissingLocalManifestWarning(UserWarning):
     """A file expected in the cache was not found where the manifest says."""
 
 
+class LockFallbackWarning(UserWarning):
+    """The cache's filesystem has no OS locks that exclude other processes (or other hosts),
+    so lease-based soft locks are used instead; the message names the filesystem."""
+
+
 class PublisherWarning(UserWarning):
     """The release contradicts itself: something only a publisher's mistake can cause.
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from ..config import DEFAULT_USAGE_INTERVAL
 from ..errors import StorageError
 from ..store.views import downloaded_manifests
-from ..utils import human_bytes
+from ..utils import atomic_write, human_bytes
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -115,13 +115,29 @@ def touch_usage(store: "Store", manifest_name: str, *, interval: float = USAGE_I
         return False
     try:
         path.parent.mkdir(exist_ok=True)
-        with open(path, "a"):
-            pass
-        os.utime(path, (now, now))
+        _stamp(path, now)
         return True
     except OSError as exc:
         log.debug("cannot record the use of %s: %s", manifest_name, exc)
         return False
+
+
+def _stamp(path: Path, now: float) -> None:
+    """Set the stamp's mtime to ``now``, also when another user of a shared cache wrote it."""
+    try:
+        with open(path, "a"):
+            pass
+        os.utime(path, (now, now))  # explicit times: only the owner may
+        return
+    except PermissionError:
+        pass
+    try:
+        os.utime(path, None)  # "now": write permission is enough
+        return
+    except OSError:
+        pass
+    atomic_write(path, b"")  # neither: a stamp of our own in its place (the directory is writable)
+    os.utime(path, (now, now))
 
 
 def read_usage(store: "Store") -> dict[str, float]:
@@ -180,6 +196,12 @@ def read_lease(path: str | os.PathLike[str]) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def lease_open_file(fobj: Any) -> Any:
+    """Put a read lease (a shared ``flock``) on an open local file; it lasts until the file is closed."""
+    fcntl.flock(fobj.fileno(), fcntl.LOCK_SH)
+    return fobj
 
 
 def _being_read(fd: int) -> bool:
@@ -403,4 +425,4 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
 
 
 __all__ = ["Candidate", "EvictionReport", "USAGE_INTERVAL", "evict", "parse_size", "pin", "pinned",
-           "read_lease", "read_usage", "touch_usage", "unpin"]
+           "lease_open_file", "read_lease", "read_usage", "touch_usage", "unpin"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from ..errors import (
@@ -173,12 +174,18 @@ def check_saved_manifests(store: Store) -> tuple[int, list[dict[str, object]]]:
     Each damaged one is ``{"name", "path", "reason", "repaired": False}``.
     """
     folder = store.manifests_dir
-    if not folder.is_dir() or folder.is_symlink():
+    try:
+        if not folder.is_dir() or folder.is_symlink():
+            return 0, []
+        paths = sorted(folder.iterdir())
+    except PermissionError:  # another user's narrow umask: verify's permission check reports it
         return 0, []
     checked, damaged = 0, []
-    for path in sorted(folder.iterdir()):
+    for path in paths:
         if path.suffix != ".json" or path.name.startswith(".") or path.is_symlink():
             continue
+        if not os.access(path, os.R_OK):
+            continue  # unreadable is not damaged: the permission check names it and its owner
         checked += 1
         try:
             Manifest.from_path(path)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_MAX_SIZE, ENV_USAGE_LOG, env
 from ..errors import (
@@ -83,8 +84,15 @@ class CloudCache:
         reach their blobs (``"symlink"``, ``"hardlink"``, ``"copy"``); see
         :mod:`releasecache.store.layers`.
     lock_kind, lock_lease
-        ``"posix"`` (default) or ``"soft"`` per-blob locks, and the soft locks'
-        lease in seconds; see :mod:`releasecache.store.locks`.
+        ``"auto"`` (default: probe whether the filesystem's locks exclude, and
+        fall back to soft locks with a warning where they do not), ``"posix"``
+        or ``"soft"`` per-blob locks, and the soft locks' lease in seconds; see
+        :mod:`releasecache.store.locks`.
+    integrity
+        What is checked when a file already in the cache is handed out:
+        ``"never"`` (default; ``$RELEASECACHE_INTEGRITY``), ``"fast"`` (its size
+        and verification stamp; hashed if they changed) or ``"full"`` (hashed,
+        once per process). A file that fails is moved aside and downloaded again.
     max_size
         A size budget for the blob store (``"400GB"`` or bytes; default
         ``$RELEASECACHE_MAX_SIZE``, else none): a download that would exceed it
@@ -110,6 +118,7 @@ class CloudCache:
         layer_link: str = "symlink",
         lock_kind: str | None = None,
         lock_lease: float = DEFAULT_LOCK_LEASE,
+        integrity: str | None = None,
         max_size: int | str | None = None,
         ui_name: str | None = None,
     ) -> None:
@@ -117,6 +126,7 @@ class CloudCache:
             raise InvalidArgumentError(f"cache_dir must be a path (str or os.PathLike), got "
                                        f"{type(cache_dir).__name__} {cache_dir!r}")
         check_relative_path(project, what="project name")
+        self.integrity = verify.resolve_integrity(integrity)
         if max_size is None:
             max_size = env(ENV_MAX_SIZE)
         try:
@@ -327,7 +337,7 @@ class CloudCache:
             log.warning("manifest %s names project %r, this cache is for %r", name, manifest.project_name, self.project)
         self._manifest = manifest
         catalogue.remember_last_used(self.store, self.project, name)
-        budget.touch_usage(self.store, name)  # at most once an hour: the budget's LRU clock
+        budget.touch_usage(self.store, manifest.name or name)  # gc's window and the size budget read it
         latest = self._latest_or(name)
         if latest != name and latest != self._warned_latest:
             self._warned_latest = latest
@@ -490,18 +500,45 @@ class CloudCache:
 
         The file is noted for :meth:`used_files` (and the usage log, if any).
         """
+        manifest = self.manifest
+        if self.integrity != "never":
+            verify.check_on_open(self.store, entry.file_hash, entry.size, self.integrity)
         reserved = 0
         if self.max_size is not None and self.remote is not None and not self.store.read_only \
                 and not self.store.has_blob(entry.file_hash):
             reserved = self._make_room(entry)
         try:
-            path = ensure_entry(self.store, self.transfer, self.remote, self.manifest, entry, progress=progress,
+            path = ensure_entry(self.store, self.transfer, self.remote, manifest, entry, progress=progress,
                                 show_bar=self.progress)
         finally:
             if reserved:
                 budget.release(self.store, entry.file_hash)
         record.note_used(self, entry)
         return path
+
+    @contextmanager
+    def reading(self, entry: FileEntry) -> Iterator[Path]:
+        """``ensure`` the entry and hold a read lease on its blob while the block runs.
+
+        The lease is a shared ``flock`` on the blob (:func:`releasecache.cache.budget.read_lease`):
+        neither ``gc`` nor the size budget deletes a blob while another process reads it this
+        way (gc reports it as busy). Paths used otherwise are protected by gc's usage window:
+        their manifest was used, so its files stay.
+        """
+        for _attempt in range(3):
+            path = self.ensure(entry)
+            blob = self.store.find_blob(entry.file_hash)
+            if blob is None:
+                continue
+            try:
+                with budget.read_lease(blob):
+                    if self.store.has_blob(entry.file_hash):  # not deleted between ensure and the lease
+                        yield path
+                        return
+            except FileNotFoundError:
+                continue
+        raise StorageError(errno.ENOENT, f"{entry.relative_path}: deleted by a concurrent gc three times "
+                           "before it could be read")
 
     def used_files(self) -> list[dict[str, Any]]:
         """Every file this cache object returned a path for (or streamed), in this process.
@@ -685,19 +722,26 @@ class CloudCache:
             return manifest
         return self.get_manifest(manifest)
 
-    def verify(self, manifest: "str | Manifest | None" = None, *, mode: str = "fast") -> "VerifyReport":
+    def verify(self, manifest: "str | Manifest | None" = None, *, mode: str = "fast",
+               max_seconds: float | None = None, max_bytes: int | None = None, resume: bool = True,
+               fix_permissions: bool = False) -> "VerifyReport":
         """Re-check blobs (of one manifest, or all); move corrupt ones aside so they download again.
 
         ``mode="fast"`` checks sizes and publish-time stamps, hashing only blobs
-        whose stamp changed; ``mode="full"`` hashes everything. Returns a
+        whose stamp changed; ``mode="full"`` hashes everything, incrementally:
+        oldest-verified first, within ``max_seconds`` / ``max_bytes`` per run, and
+        a stopped (or killed) pass continues where it stopped (``resume=False``
+        starts over). Modes that lock the cache's group out are reported, and
+        repaired where this user may with ``fix_permissions=True``. Returns a
         :class:`~releasecache.cache.verify.VerifyReport` (``.ok``, ``.corrupt``,
-        ``.missing``, ``.to_dict()``). Every manifest saved in the cache is parsed
-        too; one that no longer does is fetched again and replaced when online
-        (``.damaged_manifests``).
+        ``.missing``, ``.complete``, ``.permissions``, ``.to_dict()``). Every manifest
+        saved in the cache is parsed too; one that no longer does is fetched again and
+        replaced when online (``.damaged_manifests``).
         """
         checked, damaged = catalogue.check_saved_manifests(self.store)
         catalogue.repair_saved_manifests(self.store, self.remote, self.project, damaged)
-        report = verify.verify(self.store, self._manifest_arg(manifest), mode=mode)
+        report = verify.verify(self.store, self._manifest_arg(manifest), mode=mode, max_seconds=max_seconds,
+                               max_bytes=max_bytes, resume=resume, fix_permissions=fix_permissions)
         report.manifests_checked, report.damaged_manifests = checked, damaged
         return report
 
@@ -706,12 +750,15 @@ class CloudCache:
         return du.disk_usage(self.store)
 
     def gc(self, keep: "Iterable[str | Manifest] | None" = None, *, dry_run: bool = True,
-           partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS) -> "GCReport":
+           partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS, window_days: float | None = None) -> "GCReport":
         """Delete blobs no kept manifest needs, and the views of versions not kept.
 
-        ``keep`` defaults to the loaded manifest (else the last used one).
-        Blobs whose lock another process holds are skipped. ``dry_run=True``
-        (the default) only reports. Partial downloads untouched for
+        ``keep`` defaults to the loaded manifest (else the last used one). Every
+        manifest that anybody used in this cache within ``window_days`` (default
+        ``$RELEASECACHE_GC_WINDOW_DAYS``, else 30; 0: only ``keep``) stays too.
+        Blobs whose lock another process holds (downloading, or reading through
+        :meth:`reading`) are skipped. ``dry_run=True`` (the default) only reports,
+        per manifest, what would go and why. Partial downloads untouched for
         ``partial_age_days`` are removed too (None: keep them).
         """
         if keep is None:
@@ -723,4 +770,4 @@ class CloudCache:
             keep = [keep]
         kept = [self._manifest_arg(m) for m in keep]
         return gc.gc(self.store, [m for m in kept if m is not None], self.project, dry_run=dry_run,
-                  partial_age_days=partial_age_days)
+                     partial_age_days=partial_age_days, window_days=window_days)

@@ -144,7 +144,7 @@ def _append_log(cache: "CloudCache", path: Path, record: dict[str, Any]) -> None
     data = (json.dumps(line, sort_keys=True) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask decides
         try:
             os.write(fd, data)  # one write per line: appends from many processes do not interleave
         finally:

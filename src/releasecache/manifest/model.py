@@ -40,8 +40,10 @@ REQUIRED_KEYS = (
 )
 ENTRY_KEYS = ("url", "version_id", "file_hash")
 
-_HASH_RE = re.compile(r"^[0-9a-f]{128}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_HASH_RE = re.compile(r"^[0-9a-f]{128}\Z")  # \Z, not $: "$" also matches before a final newline
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\Z")
+# S3 version ids are short URL-safe ASCII; anything else would only fail later, in a request.
+_VERSION_ID_RE = re.compile(r"^[\x21-\x7e]*\Z")
 @dataclass(frozen=True)
 class FileEntry:
     """One file of a release as the manifest pins it.
@@ -102,7 +104,7 @@ def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
     if not _HASH_RE.match(file_hash):
         raise ManifestValidationError(f"{where}: file_hash must be 128 lowercase hex characters (blake2b)")
     version_id = raw["version_id"]
-    if len(version_id) > 1024 or any(ord(c) < 32 for c in version_id):
+    if len(version_id) > 1024 or not _VERSION_ID_RE.match(version_id):
         raise ManifestValidationError(f"{where}: version_id is not a plausible S3 version id")
     size = raw.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 53):

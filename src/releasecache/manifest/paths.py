@@ -20,6 +20,10 @@ def check_relative_path(path: str, *, what: str) -> str:
     """
     if not isinstance(path, str) or not path:
         raise UnsafePathError(f"{what}: empty path")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, from a JSON escape such as \ud800
+        raise UnsafePathError(f"{what}: path {short_repr(path)} is not valid Unicode") from None
     if any(ord(c) < 32 or c == "\x7f" for c in path):
         raise UnsafePathError(f"{what}: path {short_repr(path)} contains NUL or control characters", path=path)
     if "\\" in path:

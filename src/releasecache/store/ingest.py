@@ -129,7 +129,7 @@ def ingest_file(store: "Store", source: Path, file_hash: str, *, hardlink: bool 
             else:
                 if hardlink:
                     log.info("cannot hard-link %s here; copying it", source)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)  # the umask decides
                 try:
                     actual = hash_file(source, copy_to=fd)  # copy and verify in one pass
                 finally:

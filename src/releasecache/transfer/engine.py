@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import (
+    DownloadError,
     IntegrityError,
     PublisherWarning,
+    ReleaseCacheError,
     RemoteError,
     StorageError,
     TransientRemoteError,
@@ -105,6 +107,9 @@ class Transfer:
             self._active += 1
         try:
             return self._fetch_locked(remote, entry, progress)
+        except ReleaseCacheError as exc:
+            _add_context(exc, entry)
+            raise
         finally:
             with self._pool_lock:
                 self._active -= 1
@@ -118,16 +123,22 @@ class Transfer:
             if found is not None:  # another process finished it while we waited
                 return found
             last: IntegrityError | None = None
-            failures: list[IntegrityError] = []
-            for attempt in range(1, self.config.integrity_attempts + 1):
+            failures: list[IntegrityError] = []  # of fresh downloads: what the server holds
+            attempt = 0
+            while attempt < self.config.integrity_attempts:
+                resuming = self._read_sidecar(entry) is not None
                 try:
                     partial = self._download(remote, entry, progress)
                 except IntegrityError as exc:
                     self._discard(h)
                     last = exc
-                    failures.append(exc)
                     if exc.permanent:
                         raise
+                    if resuming:  # the partial left by an earlier run was wrong, not this answer: not counted
+                        log.warning("%s; the partial download was stale; fetching it again from the start", exc)
+                        continue
+                    failures.append(exc)
+                    attempt += 1
                     log.warning("%s (attempt %d of %d); fetching it again from the start",
                                 exc, attempt, self.config.integrity_attempts)
                     continue
@@ -143,7 +154,7 @@ class Transfer:
             raise IntegrityError(
                 f"{entry.relative_path}: content did not match the manifest's blake2b after "
                 f"{self.config.integrity_attempts} downloads; last problem: {last}"
-            )
+            ).with_context(**(last.context if last is not None else {}))
 
     # -- internals --------------------------------------------------------------
 
@@ -192,10 +203,14 @@ class Transfer:
                 self._check_version(entry, response, remote)
                 if not response.partial or response.total_size is None:
                     return response, None
+                if response.start != 0:
+                    raise TransientRemoteError(f"{entry.relative_path}: asked for byte 0, the server sent from "
+                                               f"byte {response.start}").with_context(expected=0, got=response.start)
                 size = response.total_size
                 if entry.size is not None and size != entry.size:
                     err = IntegrityError(
-                        f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}")
+                        f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}"
+                    ).with_context(expected=entry.size, got=size)
                     err.server_size = size  # type: ignore[attr-defined]
                     raise err
                 data = self._collect(response, min(self.config.part_size, size), entry, progress, None)
@@ -231,7 +246,7 @@ class Transfer:
             log.info("%s: resuming; %d of %d bytes already here", entry.relative_path,
                      sum(b - a for a, b in done), size)
         try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)  # the umask decides
         except OSError as exc:
             raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
         sink = Sink(partial, fd, direct=self.config.direct_io)
@@ -251,7 +266,7 @@ class Transfer:
             sink.close()
         if digest != h:
             err = IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes is {digest[:16]}…, "
-                                 f"manifest says {h[:16]}…")
+                                 f"manifest says {h[:16]}…").with_context(expected=h, got=digest)
             err.digest = digest  # type: ignore[attr-defined]
             raise err
         try:
@@ -311,35 +326,63 @@ class Transfer:
         self.stats["bytes"] += got
         return view
 
+    def _whole_limit(self, remote: Remote, entry: FileEntry, response: RangeResponse) -> int:
+        """The most bytes a full answer may hold: the manifest's size, the announced one, else a HEAD's."""
+        for known in (entry.size, response.length, response.total_size):
+            if known is not None:
+                return known
+        try:  # a body without a length (chunked, or ended by closing) could go on forever
+            return remote.stat(entry.location)
+        except RemoteError as exc:
+            raise DownloadError(f"{entry.relative_path}: the server sent the whole object without saying its "
+                                f"size, and would not tell it: {exc}").with_context(**exc.context) from exc
+
     def _stream_whole(self, remote: Remote, entry: FileEntry, response: RangeResponse,
                       progress: Progress | None) -> Path:
-        """Write a full (non-ranged) answer to the partial file, hashing as it streams."""
+        """Write a full (non-ranged) answer to the partial file, hashing as it streams.
+
+        Never more than the object's size is read: a body that never ends is cut
+        off one chunk past it.
+        """
         h = entry.file_hash
         partial = self.store.partial_path(h)
         hasher = new_hasher()
+        limit = self._whole_limit(remote, entry, response)
         got = 0
         try:
-            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644), "wb") as fh:
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o666), "wb") as fh:
                 for chunk in response.chunks:
+                    got += len(chunk)
+                    if got > limit:
+                        break
                     hasher.update(chunk)
                     fh.write(chunk)
-                    got += len(chunk)
                     if progress:
                         progress(len(chunk))
         except OSError as exc:
             raise StorageError.from_os_error(exc, f"cannot write {partial}") from None
-        except TransientRemoteError:
+        except TransientRemoteError as exc:
             if progress and got:
                 progress(-got)
-            raise IntegrityError(f"{entry.relative_path}: the connection broke after {got} bytes") from None
+            raise IntegrityError(f"{entry.relative_path}: the connection broke after {got} bytes ({exc})"
+                                 ).with_context(expected=limit, got=got) from None
+        if got > limit:
+            if progress:
+                progress(-(got - len(chunk)))
+            raise IntegrityError(f"{entry.relative_path}: the server sent more than the {limit} bytes the object "
+                                 "has; stopped reading").with_context(expected=limit, got=got)
         expected = response.length if response.length is not None else response.total_size
         if expected is not None and got != expected:
-            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, server announced {expected}")
+            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, server announced {expected}"
+                                 ).with_context(expected=expected, got=got)
         if entry.size is not None and got != entry.size:
-            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, manifest says {entry.size}")
+            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, manifest says {entry.size}"
+                                 ).with_context(expected=entry.size, got=got)
         self.stats["bytes"] += got
-        if hasher.hexdigest() != h:
-            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes does not match the manifest")
+        digest = hasher.hexdigest()
+        if digest != h:
+            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes does not match the manifest"
+                                 ).with_context(expected=h, got=digest)
         return partial
 
     def _fetch_part(self, remote: Remote, entry: FileEntry, sink: Sink, start: int, end: int, size: int,
@@ -353,10 +396,11 @@ class Transfer:
                 self._check_version(entry, response, remote)
                 if not response.partial or response.start != start:
                     raise RemoteError(f"{entry.relative_path}: server ignored the Range header "
-                                      f"(asked for offset {start})")
+                                      f"(asked for offset {start})").with_context(expected=start, got=response.start)
                 if response.total_size is not None and response.total_size != size:
                     raise IntegrityError(f"{entry.relative_path}: object size changed from {size} to "
-                                         f"{response.total_size} during the download")
+                                         f"{response.total_size} during the download"
+                                         ).with_context(expected=size, got=response.total_size)
                 return self._collect(response, expected, entry, progress, cancel)
             finally:
                 response.close()
@@ -482,3 +526,11 @@ def warn_if_publisher_mistake(entry: FileEntry, failures: list[IntegrityError]) 
     if message:
         warnings.warn(message, PublisherWarning, stacklevel=3)
     return message
+
+
+def _add_context(exc: ReleaseCacheError, entry: FileEntry) -> None:
+    """Name the file on an error (and what the error it wraps knew), keeping what is already set."""
+    cause = exc.__cause__
+    context = dict(cause.context) if isinstance(cause, ReleaseCacheError) else {}
+    context.update(path=entry.relative_path, url=entry.url, key=entry.key, version_id=entry.version_id or None)
+    exc.with_context(**{k: v for k, v in context.items() if getattr(exc, k) is None})

@@ -168,6 +168,8 @@ def probe_infos(nwbfile: Any, path: Path) -> list[ProbeInfo]:
         rate = _attribute(group.device, "sampling_rate") if group.device is not None else None
         out.append(ProbeInfo(int(probe_id), str(name), str(group.location),
                              float(rate) if rate is not None else float("nan")))
+    if not out:
+        raise NwbLayoutError(f"{path.name} has no electrode groups, so no probes: it is not an ecephys session file")
     return out
 
 

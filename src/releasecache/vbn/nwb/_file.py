@@ -103,19 +103,21 @@ class NwbHandle:
         from hdmf.build import BuildManager  # noqa: PLC0415
         from pynwb import NWBHDF5IO  # noqa: PLC0415
 
-        self._h5 = h5py.File(self._fileobj if self._fileobj is not None else str(self.path), "r")
+        io = None
         try:
+            self._h5 = h5py.File(self._fileobj if self._fileobj is not None else str(self.path), "r")
             manager = BuildManager(_type_map_for(self._h5))
             io = NWBHDF5IO(file=self._h5, mode="r", manager=manager, load_namespaces=False)
-        except Exception:
-            self._close_h5()
-            raise
-        try:
             self._nwbfile = io.read()
-        except Exception:
-            io.close()
+        except Exception as exc:  # h5py, hdmf and pynwb each have their own ways to say "not NWB"
+            if io is not None:
+                try:
+                    io.close()
+                except Exception:  # a half-open reader must not mask why
+                    pass
             self._close_h5()
-            raise
+            raise NwbLayoutError(f"{self.path.name} is not a readable NWB file: {type(exc).__name__}: "
+                                 f"{str(exc)[:300]}") from exc
         self._io = io
         logger.debug("opened %s", self.path)
 

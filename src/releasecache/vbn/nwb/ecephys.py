@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...errors import UnknownProbeError
+from ...errors import NwbLayoutError, UnknownProbeError
 from . import _ecephys_data as ed
 from ._file import NwbHandle, Source
 from .behavior import BehaviorSession
@@ -146,7 +146,10 @@ class EcephysSession(BehaviorSession):
     @property
     def ecephys_session_id(self) -> int:
         """The ecephys session id (the NWB identifier)."""
-        return int(self._nwb.identifier)
+        identifier = str(self._nwb.identifier)
+        if not identifier.isdigit():
+            raise NwbLayoutError(f"{self.nwb_path.name}: identifier {identifier[:80]!r} is not an ecephys session id")
+        return int(identifier)
 
     @property
     def metadata(self) -> dict[str, Any]:
