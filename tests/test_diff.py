@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from releasecache import compare_manifests
 from releasecache.manifest.diff import EQUIVALENT_TEXT
 
@@ -71,6 +73,7 @@ def test_committed_vbn_manifests_match_the_fixture(vbn_bucket):
         assert strip(Manifest.from_path(path)) == strip(published)
 
 
+@pytest.mark.unit  # committed files only, no server
 def test_offline_diff_of_committed_manifests():
     _, (v1, v2, v3) = _committed()
     diff = compare_manifests(v1, v3)

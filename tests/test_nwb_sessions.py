@@ -17,6 +17,8 @@ from tests.support.fixtures._vbn_specs import ECEPHYS
 from tests.support.fixtures._vbn_tables import behavior_config
 from releasecache.vbn.nwb import BehaviorSession, EcephysSession, ProbeMeta
 
+pytestmark = pytest.mark.unit  # no server: part of the fast layer subset (pytest -m unit)
+
 PROJECT = "visual-behavior-neuropixels"
 E1, E2, E3 = 1044385384, 1044594870, 1053941483
 E1_PROBES = {"probeA": 1044506933, "probeB": 1044506934, "probeC": 1044506935}
