@@ -132,9 +132,13 @@ class AdaptiveConcurrency:
         if not demand or self._settled >= 2 or self._limit >= self.maximum:
             return
         if self._best is None or rate >= self._best * self.growth:
+            # Nearly linear gains (more parts, proportionally more bytes) double the limit,
+            # like TCP's slow start; smaller gains, and the first measurement, add half.
+            doubling = self._best is not None and rate >= self._best * 1.5
             self._best = rate
             self._settled = 0
-            self._limit = min(self.maximum, self._limit + max(1, self._limit // 2))
+            step = self._limit if doubling else max(1, self._limit // 2)
+            self._limit = min(self.maximum, self._limit + step)
         else:
             self._settled += 1
             self._best = max(self._best, rate)
