@@ -27,6 +27,8 @@ MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 DEFAULT_LOCK_TIMEOUT = 3600.0
 #: Seconds a soft lock survives without its holder's heartbeat.
 DEFAULT_LOCK_LEASE = 120.0
+#: Partial downloads untouched this many days are removed by ``gc``.
+DEFAULT_PARTIAL_AGE_DAYS = 7.0
 #: Lock kind when neither the argument nor ``RELEASECACHE_LOCK_KIND`` says.
 DEFAULT_LOCK_KIND = "posix"
 
@@ -44,6 +46,8 @@ ENV_PROFILE = "RELEASECACHE_PROFILE"
 ENV_LAYERS = "RELEASECACHE_LAYERS"
 #: A JSON-lines file to which every file use is appended (see :mod:`releasecache.cache.record`).
 ENV_USAGE_LOG = "RELEASECACHE_USAGE_LOG"
+#: The default size budget of a cache's blobs (see :mod:`releasecache.cache.budget`).
+ENV_MAX_SIZE = "RELEASECACHE_MAX_SIZE"
 #: ``posix`` or ``soft`` per-blob locks (see :mod:`releasecache.store.locks`).
 ENV_LOCK_KIND = "RELEASECACHE_LOCK_KIND"
 

@@ -84,6 +84,25 @@ class TransientRemoteError(RemoteError):
         self.retry_after = retry_after
 
 
+class RangeNotSatisfiable(RemoteError):
+    """The server answered 416 (e.g. a range request on an empty object)."""
+
+
+#: What to do when the remote cannot be reached; every "unreachable" message ends with it.
+OFFLINE_HINT = ("to work with what is already cached, open it offline: CloudCache.from_local_cache(cache_dir, "
+                "project) or ProjectCache.from_local_cache(cache_dir) (command line: --offline)")
+
+
+class EndpointUnreachableError(TransientRemoteError):
+    """The remote cannot be reached at all: connection refused, DNS failure, a connect
+    timeout, or a server that accepts connections and never answers.
+
+    A bulk download stops at the first of these that lasts (see
+    :class:`~releasecache.transfer.engine.CircuitBreaker`), with one error instead of
+    one per file.
+    """
+
+
 class OfflineError(ReleaseCacheError):
     """The cache has no remote (``from_local_cache``) and the file is not cached."""
 
@@ -91,9 +110,56 @@ class OfflineError(ReleaseCacheError):
 class IntegrityError(ReleaseCacheError):
     """Downloaded bytes do not match the manifest (hash, size or version id)."""
 
+    #: True if downloading again cannot help (the server holds other content).
+    permanent = False
+
+
+class VersionMismatchError(IntegrityError):
+    """The server sent another version of the object than the manifest pins; never retried.
+
+    Attributes
+    ----------
+    path
+        The file's path in the release.
+    expected, actual
+        The version id the manifest pins, and the one the server sent.
+    """
+
+    permanent = True
+
+    def __init__(self, message: str, *, path: str | None = None, expected: str | None = None,
+                 actual: str | None = None) -> None:
+        super().__init__(message)
+        self.path, self.expected, self.actual = path, expected, actual
+
 
 class DownloadError(ReleaseCacheError):
     """A download failed after all retries; names the file, attempts and last cause."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a download; what was done is kept and resumes on the next run.
+
+    It is a :class:`KeyboardInterrupt`, so code that stops on Ctrl-C still stops; it is
+    not a :class:`ReleaseCacheError`, because nothing went wrong.
+
+    Attributes
+    ----------
+    partial_kept : int
+        Files whose downloaded parts were kept in ``.partial/`` for resuming.
+    report : object or None
+        The :class:`~releasecache.cache.prefetch.PrefetchReport` of what a bulk
+        download finished before it stopped (None for a single file).
+    """
+
+    def __init__(self, partial_kept: int, report: object = None) -> None:
+        noun = "download" if partial_kept == 1 else "downloads"
+        super().__init__(f"stopped; {partial_kept} partial {noun} kept — run again to resume")
+        self.partial_kept = partial_kept
+        self.report = report
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class LockTimeoutError(ReleaseCacheError, TimeoutError):
@@ -154,6 +220,17 @@ class OutdatedManifestWarning(UserWarning):
 
 class MissingLocalManifestWarning(UserWarning):
     """A file expected in the cache was not found where the manifest says."""
+
+
+class PublisherWarning(UserWarning):
+    """The release contradicts itself: something only a publisher's mistake can cause.
+
+    Raised as a warning (never an error) when loading manifests or fetching
+    files shows that the same S3 ``version_id`` is listed with two different
+    hashes, that the server's object (size or content) contradicts the
+    manifest, or that a manifest version was published again with different
+    content. The message names the manifests, paths and version ids involved.
+    """
 
 
 # --- tables and sessions ---------------------------------------------------

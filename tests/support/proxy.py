@@ -79,11 +79,18 @@ class ProxyStats:
     versions: collections.Counter = field(default_factory=collections.Counter)
     faults: collections.Counter = field(default_factory=collections.Counter)
     bytes_sent: int = 0
+    #: ``(method, path)`` -> body bytes relayed in full: what crossed the wire per object.
+    bytes_by_path: collections.Counter = field(default_factory=collections.Counter)
 
     def gets(self, key_substring: str = "") -> int:
         """Number of object GETs whose path contains ``key_substring``."""
         return sum(n for (method, path), n in self.requests.items()
                    if method == "GET" and key_substring in path and default_match(method, path, {}))
+
+    def object_bytes(self, key_substring: str = "") -> int:
+        """Body bytes of object GETs (not listings or manifests) relayed to the client."""
+        return sum(n for (method, path), n in self.bytes_by_path.items()
+                   if key_substring in path and default_match(method, path, {}))
 
 
 class FaultProxy:
@@ -100,6 +107,7 @@ class FaultProxy:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._connections: set[socket.socket] = set()  # open client connections, cut by stop()
 
     @property
     def url(self) -> str:
@@ -136,6 +144,19 @@ class FaultProxy:
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:  # the connection was cut by stop()
+                    pass
 
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -222,6 +243,7 @@ class FaultProxy:
                 self.wfile.write(data)
                 with proxy._lock:
                     proxy.stats.bytes_sent += len(data)
+                    proxy.stats.bytes_by_path[(self.command, self.path.split("?")[0])] += len(data)
 
             def do_GET(self) -> None:
                 try:
@@ -248,11 +270,19 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        """Stop like a dead server: refuse new connections and cut the open (keep-alive) ones."""
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> "FaultProxy":
         return self.start()

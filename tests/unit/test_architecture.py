@@ -4,7 +4,7 @@ The import graph is built with :mod:`ast` from ``src/releasecache`` (no import
 is executed, so a cycle hidden inside a function is seen too). Layers, top to
 bottom::
 
-    cli > vbn > cache > transfer > store, remote > manifest > errors, config, utils
+    cli > audit > vbn > cache > transfer > store, remote > manifest > errors, config, utils
 
 A module may import from its own layer or below. Imports under
 ``if TYPE_CHECKING:`` are annotations only: they count for the layer rule but
@@ -21,7 +21,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "releasecache"
 
-RANKS = {"cli": 7, "vbn": 6, "cache": 5, "transfer": 4, "store": 3, "remote": 3, "manifest": 2,
+RANKS = {"cli": 8, "audit": 7, "vbn": 6, "cache": 5, "transfer": 4, "store": 3, "remote": 3, "manifest": 2,
          "errors": 1, "config": 1, "utils": 1}
 
 
@@ -227,3 +227,61 @@ def test_checker_finds_planted_violations(tmp_path):
     assert sorted(found.private) == ["releasecache.cache.b:4 imports _hidden from releasecache.utils.c",
                                      "releasecache.utils.d:2 uses releasecache.utils.c._hidden"]
     assert found.undocumented_local_imports == ["releasecache.cache.b:4 imports releasecache.utils.c"]
+
+
+#: Calls that belong to exactly one module: the one implementation of each idea.
+OWNERS = {
+    "os.symlink": "releasecache.store.links",        # the link fallback
+    "os.link": "releasecache.store.links",
+    "hashlib.blake2b": "releasecache.utils._hashing",  # hashing
+    "random.uniform": "releasecache.transfer.retry",   # backoff jitter: the retry policy
+    "S3Remote": "releasecache.remote.factory",         # building a remote
+    "HttpRemote": "releasecache.remote.factory",
+    "LocalRemote": "releasecache.remote.factory",
+}
+
+
+def _calls(root: Path = SRC) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        module = _module_name(root, path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                found.setdefault(name, set()).add(module)
+    return found
+
+
+def test_each_idea_has_one_implementation():
+    calls = _calls()
+    where = {name: calls.get(name, set()) for name in OWNERS}
+    assert {name: sorted(mods) for name, mods in where.items() if mods - {OWNERS[name]}} == {}
+    assert all(where[name] for name in ("os.symlink", "hashlib.blake2b", "random.uniform", "S3Remote"))
+
+
+def test_only_ingest_names_files_under_partial():
+    """``<...>.partial_dir / name`` is written in store/ingest.py alone; everyone else asks it."""
+    naming = set()
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) \
+                    and ast.unparse(node.left).split(".")[-1] == "partial_dir":
+                naming.add(_module_name(SRC, path))
+    assert naming == {"releasecache.store.ingest"}
+
+
+def test_environment_variables_are_named_in_config_only():
+    """Every ``RELEASECACHE_*`` string used as a value (not in prose) is defined in config.py."""
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        module = _module_name(SRC, path)
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                    and node.value.startswith("RELEASECACHE_") and " " not in node.value
+                    and module != "releasecache.config"):
+                offenders.append(f"{module}:{node.lineno} {node.value}")
+    assert offenders == []

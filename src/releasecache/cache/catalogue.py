@@ -8,8 +8,13 @@ delegates to them.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from ..errors import (
+    ManifestError,
     ManifestNotFoundError,
+    RemoteError,
     RemoteNotFoundError,
     UnknownFileError,
     UnsafePathError,
@@ -17,6 +22,12 @@ from ..errors import (
 from ..manifest import FileEntry, Manifest, check_relative_path, sort_manifest_names
 from ..remote import Remote
 from ..store import Store
+
+log = logging.getLogger("releasecache")
+
+#: How to repair a saved manifest that no longer parses, for messages.
+REPAIR_HINT = ("it is fetched again and replaced automatically when the cache is opened online (from_s3(...), "
+               "or the command line without --offline); or delete the file")
 
 
 def downloaded_names(store: Store, project: str) -> list[str]:
@@ -42,11 +53,18 @@ def read_manifest(store: Store, remote: Remote | None, project: str, name: str,
     local = store.manifests_dir / name
     if local.is_symlink():
         raise UnsafePathError(f"{local} is a symbolic link, not a saved manifest; remove it")
-    if local.is_file():
-        return Manifest.from_path(local)
-    for layer in store.layers:  # read-only layers hold manifests too
-        if (layer / "manifests" / name).is_file():
-            return Manifest.from_path(layer / "manifests" / name)
+    damaged: tuple[Path, ManifestError] | None = None
+    for path in [local] + [layer / "manifests" / name for layer in store.layers]:  # layers hold manifests too
+        if path.is_file():
+            try:
+                return Manifest.from_path(path)
+            except UnsafePathError:
+                raise  # the same bytes would come back from the server: refetching cannot help
+            except ManifestError as exc:  # truncated, emptied or edited since it was saved
+                damaged = (path, exc)
+                break
+    if damaged is not None:
+        return _refetch_damaged(store, remote, project, name, *damaged)
     if remote is None:
         have = downloaded_names(store, project)
         raise ManifestNotFoundError(
@@ -60,6 +78,62 @@ def read_manifest(store: Store, remote: Remote | None, project: str, name: str,
     manifest = Manifest.from_bytes(data, name=name)  # validate before writing anything
     store.write_manifest(name, data)
     return manifest
+
+
+def _refetch_damaged(store: Store, remote: Remote | None, project: str, name: str, path: Path,
+                     problem: ManifestError) -> Manifest:
+    """A saved manifest that no longer parses: fetch it again and replace it, or say how to fix it."""
+    if remote is None:
+        raise type(problem)(f"the saved manifest {path} is damaged ({problem}); {REPAIR_HINT}") from None
+    try:
+        data = remote.get_manifest(project, name)
+    except RemoteError as exc:
+        raise type(problem)(f"the saved manifest {path} is damaged ({problem}), and fetching it again failed: "
+                            f"{exc}") from None
+    manifest = Manifest.from_bytes(data, name=name)  # validate before replacing anything
+    if store.read_only or path != store.manifests_dir / name:
+        log.warning("the saved manifest %s is damaged (%s); using a fresh copy from %s without replacing it "
+                    "(it is read-only)", path, problem, remote.describe())
+        return manifest
+    store.write_manifest(name, data)  # atomic: readers see the damaged file or the good one, never half
+    log.warning("the saved manifest %s was damaged (%s); fetched it again from %s and replaced it",
+                path, problem, remote.describe())
+    return manifest
+
+
+def check_saved_manifests(store: Store) -> tuple[int, list[dict[str, object]]]:
+    """Parse every manifest saved in ``manifests/``; return (how many, the damaged ones).
+
+    Each damaged one is ``{"name", "path", "reason", "repaired": False}``.
+    """
+    folder = store.manifests_dir
+    if not folder.is_dir() or folder.is_symlink():
+        return 0, []
+    checked, damaged = 0, []
+    for path in sorted(folder.iterdir()):
+        if path.suffix != ".json" or path.name.startswith(".") or path.is_symlink():
+            continue
+        checked += 1
+        try:
+            Manifest.from_path(path)
+        except ManifestError as exc:
+            damaged.append({"name": path.name, "path": str(path), "reason": str(exc), "repaired": False})
+    return checked, damaged
+
+
+def repair_saved_manifests(store: Store, remote: Remote | None, project: str,
+                           damaged: list[dict[str, object]]) -> None:
+    """Fetch damaged manifests again where possible; mark each record ``repaired``."""
+    for record in damaged:
+        if remote is None or store.read_only:
+            record["reason"] = f"{record['reason']}; {REPAIR_HINT}"
+            continue
+        try:
+            read_manifest(store, remote, project, str(record["name"]))
+        except (ManifestError, RemoteError) as exc:
+            record["reason"] = str(exc)
+            continue
+        record["repaired"] = True
 
 
 def last_used(store: Store, project: str) -> str | None:

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, ENV_USAGE_LOG
+from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_USAGE_LOG
 from ..errors import ManifestNotFoundError, NoManifestLoadedError, OfflineError, OutdatedManifestWarning
 from ..manifest import FileEntry, Manifest, ManifestDiff, check_relative_path, compare_manifests, sort_manifest_names
 from ..remote import Remote, make_remote
@@ -439,16 +439,22 @@ class CloudCache:
         ``mode="fast"`` checks sizes and publish-time stamps, hashing only blobs
         whose stamp changed; ``mode="full"`` hashes everything. Returns a
         :class:`~releasecache.cache.verify.VerifyReport` (``.ok``, ``.corrupt``,
-        ``.missing``, ``.to_dict()``).
+        ``.missing``, ``.to_dict()``). Every manifest saved in the cache is parsed
+        too; one that no longer does is fetched again and replaced when online
+        (``.damaged_manifests``).
         """
-        return verify.verify(self.store, self._manifest_arg(manifest), mode=mode)
+        checked, damaged = catalogue.check_saved_manifests(self.store)
+        catalogue.repair_saved_manifests(self.store, self.remote, self.project, damaged)
+        report = verify.verify(self.store, self._manifest_arg(manifest), mode=mode)
+        report.manifests_checked, report.damaged_manifests = checked, damaged
+        return report
 
     def disk_usage(self) -> "DiskUsage":
         """Bytes per downloaded manifest (unique vs shared with other manifests) and in total."""
         return du.disk_usage(self.store)
 
     def gc(self, keep: "Iterable[str | Manifest] | None" = None, *, dry_run: bool = True,
-           partial_age_days: float | None = 7.0) -> "GCReport":
+           partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS) -> "GCReport":
         """Delete blobs no kept manifest needs, and the views of versions not kept.
 
         ``keep`` defaults to the loaded manifest (else the last used one).

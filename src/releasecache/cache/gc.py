@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_PARTIAL_AGE_DAYS
 from ..errors import StorageError
 from ..manifest import Manifest
 from ..store import Store
+from ..store.ingest import partial_owner
 from ..store.views import downloaded_manifests, walk_links
 from ..utils import human_bytes as _human
 
@@ -65,7 +67,7 @@ def _remove_tree(path: Path) -> None:
 
 
 def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True,
-       partial_age_days: float | None = 7.0) -> GCReport:
+       partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS) -> GCReport:
     """Delete what the ``keep`` manifests do not need. See the module documentation.
 
     Parameters
@@ -163,9 +165,7 @@ def _gc_partials(store: Store, report: GCReport, dry_run: bool, age_days: float 
     cutoff = time.time() - age_days * 86400
     groups: dict[str, list[Path]] = {}
     for path in folder.iterdir():
-        parts = path.name.lstrip(".").split(".")
-        key = parts[0] if _is_hash(parts[0]) else path.name  # <h>, <h>.json, <h>.layer, .<h>.json.<x>.tmp
-        groups.setdefault(key, []).append(path)
+        groups.setdefault(partial_owner(path.name) or path.name, []).append(path)
     for key, paths in sorted(groups.items()):
         try:
             newest = max(os.lstat(p).st_mtime for p in paths)
@@ -173,7 +173,7 @@ def _gc_partials(store: Store, report: GCReport, dry_run: bool, age_days: float 
             continue
         if newest > cutoff:
             continue
-        if _is_hash(key):
+        if partial_owner(key) == key:
             with store.try_lock(key) as taken:
                 if not taken:
                     report.busy.append(key)
@@ -181,10 +181,6 @@ def _gc_partials(store: Store, report: GCReport, dry_run: bool, age_days: float 
                 _remove_files(paths, report, dry_run)
         else:
             _remove_files(paths, report, dry_run)
-
-
-def _is_hash(text: str) -> bool:
-    return len(text) == 128 and all(c in "0123456789abcdef" for c in text)
 
 
 def _remove_files(paths: list[Path], report: GCReport, dry_run: bool) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
+from ..config import DEFAULT_REGION
 from ..errors import ManifestValidationError
 from ..manifest import Manifest, check_relative_path, manifest_name, parse_semver
 from ..remote.s3 import S3Remote
@@ -24,7 +25,7 @@ from ..utils import hash_file
 log = logging.getLogger("releasecache")
 
 
-def object_url(bucket: str, key: str, *, region: str | None = "us-west-2", style: str = "virtual") -> str:
+def object_url(bucket: str, key: str, *, region: str | None = DEFAULT_REGION, style: str = "virtual") -> str:
     """The public URL of an object in the real release's style (virtual-hosted with region)."""
     if style == "s3":
         return f"s3://{bucket}/{key}"
@@ -65,7 +66,7 @@ def build_manifest(
     *,
     bucket: str,
     version_id_for: VersionIdFor,
-    region: str | None = "us-west-2",
+    region: str | None = DEFAULT_REGION,
     url_style: str = "virtual",
     data_pipeline: list[Mapping[str, Any]] | None = None,
     record_size: bool = False,
@@ -107,7 +108,7 @@ def publish_version(
     source: str | Path,
     *,
     previous: Manifest | None = None,
-    region: str | None = "us-west-2",
+    region: str | None = DEFAULT_REGION,
     url_style: str = "virtual",
     data_pipeline: list[Mapping[str, Any]] | None = None,
     name_style: str = "project_manifest",

@@ -71,6 +71,11 @@ class VerifyReport:
         ``relative_path`` and ``file_hash``. They download on next access.
     views_repaired
         View paths that pointed at the wrong (or a vanished) blob and were fixed or removed.
+    manifests_checked
+        Manifests saved in ``manifests/`` that were parsed.
+    damaged_manifests
+        One record per saved manifest that no longer parses: ``name``, ``path``,
+        ``reason`` and ``repaired`` (True once fetched again and replaced).
     """
 
     mode: str
@@ -82,12 +87,14 @@ class VerifyReport:
     corrupt: list[dict[str, Any]] = field(default_factory=list)
     missing: list[dict[str, Any]] = field(default_factory=list)
     views_repaired: list[str] = field(default_factory=list)
+    manifests_checked: int = 0
+    damaged_manifests: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        """True if nothing was corrupt or missing."""
-        return not self.corrupt and not self.missing
+        """True if nothing was corrupt or missing, and every damaged manifest was repaired."""
+        return not self.corrupt and not self.missing and all(d["repaired"] for d in self.damaged_manifests)
 
     def summary(self) -> str:
         text = (f"verify ({self.mode}) of {self.manifest or 'every blob'}: {self.checked} blobs checked, "
@@ -98,13 +105,18 @@ class VerifyReport:
             text += f"\n  CORRUPT {', '.join(rec['paths']) or rec['file_hash'][:16]}: {rec['reason']} ({where})"
         for rec in self.missing:
             text += f"\n  MISSING {rec['relative_path']}"
+        text += f"\n{self.manifests_checked} saved manifests checked, {len(self.damaged_manifests)} damaged"
+        for rec in self.damaged_manifests:
+            done = "fetched again and replaced" if rec["repaired"] else "not repaired"
+            text += f"\n  DAMAGED MANIFEST {rec['name']}: {rec['reason']} ({done})"
         return text
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "manifest": self.manifest, "ok": self.ok, "checked": self.checked,
                 "intact": self.intact, "hashed": self.hashed, "bytes_hashed": self.bytes_hashed,
                 "corrupt": [dict(r) for r in self.corrupt], "missing": [dict(r) for r in self.missing],
-                "views_repaired": list(self.views_repaired), "seconds": round(self.seconds, 3)}
+                "views_repaired": list(self.views_repaired), "manifests_checked": self.manifests_checked,
+                "damaged_manifests": [dict(r) for r in self.damaged_manifests], "seconds": round(self.seconds, 3)}
 
 
 def _check_one(store: Store, file_hash: str, path: Path, expected_size: int | None, mode: str,

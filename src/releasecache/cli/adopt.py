@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .app import EXIT_FILES_FAILED, cli, emit_json, json_mode, json_option
 from ..cache.adopt import adopt as run
+from .app import EXIT_FILES_FAILED, cli, emit_json, json_mode, json_option
 
 
 @cli.command()

@@ -8,11 +8,11 @@ from typing import Iterable
 import click
 
 from .. import errors as E
-from .app import EXIT_FILES_FAILED, cli, emit_json, human, json_mode, json_option, load_manifest, say
 from ..cache import CloudCache
 from ..cache.prefetch import plan, prefetch, shard as take_shard
 from ..cache.record import note_used
 from ..manifest import FileEntry
+from .app import EXIT_FILES_FAILED, cli, emit_json, human, json_mode, json_option, load_manifest, say
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

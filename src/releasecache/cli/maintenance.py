@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-
 import click
 
+from ..config import DEFAULT_PARTIAL_AGE_DAYS
 from .app import EXIT_FILES_FAILED, cli, emit_json, json_mode, json_option, resolve_manifest_name
 
 
@@ -17,9 +17,11 @@ from .app import EXIT_FILES_FAILED, cli, emit_json, json_mode, json_option, reso
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, version: str | None, full: bool, require_complete: bool, as_json: bool) -> None:
-    """Re-check cached files against their hashes; corrupt ones are moved aside.
+    """Re-check cached files against their hashes, and saved manifests; corrupt files are moved aside.
 
-    A corrupt file downloads again on next use. Exits with 1 if any was corrupt.
+    A corrupt file downloads again on next use; a saved manifest that no longer
+    parses is fetched again (unless --offline). Exits with 1 if any file was
+    corrupt or a damaged manifest could not be repaired.
     """
     settings = json_mode(ctx, as_json)
     cache = settings.cache()
@@ -29,7 +31,8 @@ def verify(ctx: click.Context, version: str | None, full: bool, require_complete
         emit_json(report.to_dict())
     else:
         click.echo(report.summary())
-    if report.corrupt or (require_complete and report.missing):
+    unrepaired = [d for d in report.damaged_manifests if not d["repaired"]]
+    if report.corrupt or unrepaired or (require_complete and report.missing):
         ctx.exit(EXIT_FILES_FAILED)
 
 
@@ -51,7 +54,7 @@ def du(ctx: click.Context, as_json: bool) -> None:
               help="A version or manifest name whose files stay (repeatable; default: the current one).")
 @click.option("--dry-run/--delete", "dry_run", default=True, show_default=True,
               help="Only report what would be deleted, or delete it.")
-@click.option("--partial-age-days", type=float, default=7.0, show_default=True,
+@click.option("--partial-age-days", type=float, default=DEFAULT_PARTIAL_AGE_DAYS, show_default=True,
               help="Also remove unfinished downloads untouched this long.")
 @json_option
 @click.pass_context

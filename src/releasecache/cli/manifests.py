@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from .. import errors as E
-from .app import EXIT_FILES_FAILED, Settings, cli, emit_json, json_mode, json_option, resolve_manifest_name, say
 from ..manifest import Manifest, compare_manifests, sort_manifest_names, version_from_manifest_name
+from .app import EXIT_FILES_FAILED, Settings, cli, emit_json, json_mode, json_option, resolve_manifest_name, say
 
 
 @cli.command()

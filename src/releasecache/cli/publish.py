@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..config import DEFAULT_REGION
 from ..cache.publish_plan import plan_publish, run_publish
 from ..remote import make_remote
 from .app import cli, emit_json, json_mode, json_option
@@ -17,7 +18,7 @@ from .app import cli, emit_json, json_mode, json_option
 @click.option("--previous", metavar="NAME",
               help="The manifest to reuse unchanged files from (default: the newest older version on the bucket).")
 @click.option("--no-previous", is_flag=True, help="Upload every file.")
-@click.option("--region", default="us-west-2", show_default=True, help="Region written into the file URLs.")
+@click.option("--region", default=DEFAULT_REGION, show_default=True, help="Region written into the file URLs.")
 @click.option("--url-style", type=click.Choice(["virtual", "path", "s3"]), default="virtual", show_default=True,
               help="Style of the file URLs in the manifest.")
 @click.option("--record-size", is_flag=True, help="Also write each file's size into the manifest.")

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from .app import cli, emit_json, resolve_manifest_name, say, settings_of
 import os
 import subprocess
 import tempfile
 
 from ..cache.record import USAGE_LOG_ENV, build_lock, entry_record, lock_from_log, manifest_blake2b, write_lock
+from .app import cli, emit_json, resolve_manifest_name, say, settings_of
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

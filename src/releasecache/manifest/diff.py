@@ -52,11 +52,17 @@ class ManifestDiff:
     ``str(diff)`` gives the familiar text report, one line per change, metadata
     files first; ``to_frame()`` a table; ``bool(diff)`` is False when the two
     manifests are equivalent.
+
+    ``details`` maps a changed path to what changed inside the file (a row diff
+    of a CSV, a structural diff of an NWB file; see :mod:`releasecache.audit`):
+    any object with ``summary_lines()``, ``to_markdown()`` and ``to_dict()``.
+    Every report shows them under their change.
     """
 
     old_version: str
     new_version: str
     changes: list[Change] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def _of(self, kind: Kind) -> list[Change]:
         return [c for c in self.changes if c.kind == kind]
@@ -105,7 +111,10 @@ class ManifestDiff:
                              ("Changes to data files", self.data_changes)):
             if group:
                 lines.append(f"{title} ({self.old_version} -> {self.new_version}):")
-                lines.extend(str(c) for c in group)
+                for c in group:
+                    lines.append(str(c))
+                    if c.path in self.details:
+                        lines.extend("    " + line for line in self.details[c.path].summary_lines())
         return "\n".join(lines)
 
     def to_frame(self) -> "pd.DataFrame":
@@ -121,7 +130,8 @@ class ManifestDiff:
             "old_version": self.old_version,
             "new_version": self.new_version,
             "equivalent": not self.changes,
-            "changes": [asdict(c) for c in self.changes],
+            "changes": [{**asdict(c), **({"details": self.details[c.path].to_dict()} if c.path in self.details else {})}
+                        for c in self.changes],
         }
 
     def to_markdown(self) -> str:
@@ -136,6 +146,8 @@ class ManifestDiff:
             out.append(f"### {kind.capitalize()} ({len(group)})")
             for c in group:
                 out.append(f"- `{c.path}` → `{c.new_path}`" if c.new_path else f"- `{c.path}`")
+                if c.path in self.details:
+                    out.extend("  " + line for line in self.details[c.path].to_markdown().rstrip("\n").splitlines())
             out.append("")
         return "\n".join(out).rstrip() + "\n"
 

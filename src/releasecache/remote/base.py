@@ -6,12 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ..errors import RemoteError
+from ..errors import RangeNotSatisfiable, RemoteError  # noqa: F401 - RangeNotSatisfiable: re-exported
 from ..manifest import S3Location
-
-
-class RangeNotSatisfiable(RemoteError):
-    """The server answered 416 (e.g. a range request on an empty object)."""
 
 
 @dataclass

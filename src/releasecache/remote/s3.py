@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterator
 
+from ..config import DEFAULT_REGION
 from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
 from .. import manifest as _manifest
 from ..manifest import S3Location
@@ -77,7 +78,7 @@ class S3Remote(Remote):
         *,
         endpoint_url: str | None = None,
         anonymous: bool = True,
-        region: str | None = "us-west-2",
+        region: str | None = DEFAULT_REGION,
         aws_access_key_id: str | None = None,
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,

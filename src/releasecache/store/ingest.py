@@ -37,6 +37,17 @@ def download_sidecar(partial_dir: Path, file_hash: str) -> Path:
     return partial_dir / f"{file_hash}.json"
 
 
+def partial_owner(name: str) -> str | None:
+    """The blob hash a file under ``.partial/`` belongs to, or None if it names none.
+
+    ``<h>`` and ``<h>.json`` (a download and its sidecar), ``<h>.<tag>-<id>``
+    (a local file being brought in) and ``.<h>.json.<x>.tmp`` (a sidecar being
+    replaced) all belong to ``<h>``.
+    """
+    first = name.lstrip(".").split(".")[0]
+    return first if len(first) == 128 and all(c in "0123456789abcdef" for c in first) else None
+
+
 def ingest_temp(partial_dir: Path, file_hash: str, tag: str) -> Path:
     """A fresh, unique file name for bringing a local file in (``tag``: ``layer``, ``adopt``)."""
     return partial_dir / f"{file_hash}.{tag}-{uuid.uuid4().hex[:12]}"

@@ -192,10 +192,12 @@ class BlobLock:
                                    "open the cache with lock_kind='soft' (or RELEASECACHE_LOCK_KIND=soft)") from None
             raise StorageError.from_os_error(exc, f"cannot lock {self.lock_path}") from None
 
-    def acquire(self, timeout: float | None = None, *, blocking: bool = True) -> bool:
+    def acquire(self, timeout: float | None = None, *, blocking: bool = True,
+                cancel: threading.Event | None = None) -> bool:
         """Take the lock; wait up to ``timeout`` seconds (None: forever) if ``blocking``.
 
-        Returns False only when ``blocking`` is False and the lock is held elsewhere.
+        Returns False when ``blocking`` is False and the lock is held elsewhere,
+        or when ``cancel`` is set while waiting (Ctrl-C: stop waiting at once).
 
         Raises
         ------
@@ -211,7 +213,7 @@ class BlobLock:
             if self._try_once():
                 self._on_acquired()
                 return True
-            if not blocking:
+            if not blocking or (cancel is not None and cancel.is_set()):
                 return False
             now = time.monotonic()
             owner = read_owner(self.owner_path)
@@ -231,7 +233,10 @@ class BlobLock:
                     f"{hint}; raise lock_timeout to wait longer"
                 )
             sleep = _POLL if deadline is None else max(0.0, min(_POLL, deadline - now))
-            time.sleep(sleep)
+            if cancel is not None:
+                cancel.wait(sleep)
+            else:
+                time.sleep(sleep)
 
     def _refuse_planted_link(self) -> None:
         """A lock file that is a symlink is never ours: remove the link, never write through it."""

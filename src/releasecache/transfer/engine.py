@@ -10,7 +10,6 @@ full hash matches.
 
 from __future__ import annotations
 
-
 import logging
 import mmap
 import os
@@ -20,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import IntegrityError, RemoteError, StorageError, TransientRemoteError
+from ..errors import IntegrityError, RemoteError, StorageError, TransientRemoteError, VersionMismatchError
 from ..manifest import FileEntry
 from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
 from ..store import Store
@@ -183,7 +182,7 @@ class Transfer:
                 except IntegrityError as exc:
                     self._discard(h)
                     last = exc
-                    if getattr(exc, "permanent", False):
+                    if exc.permanent:
                         raise
                     log.warning("%s (attempt %d of %d); fetching it again from the start",
                                 exc, attempt, self.config.integrity_attempts)
@@ -218,12 +217,10 @@ class Transfer:
         if not remote.reports_version or not entry.version_id or response.version_id is None:
             return
         if response.version_id != entry.version_id:
-            err = IntegrityError(
+            raise VersionMismatchError(
                 f"{entry.relative_path}: asked for version {entry.version_id} but the server sent "
-                f"version {response.version_id}; refusing it"
-            )
-            err.permanent = True  # type: ignore[attr-defined]
-            raise err
+                f"version {response.version_id}; refusing it",
+                path=entry.relative_path, expected=entry.version_id, actual=response.version_id)
 
     def _read_sidecar(self, entry: FileEntry) -> dict | None:
         return read_sidecar(self.store, entry)

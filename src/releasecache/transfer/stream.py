@@ -32,7 +32,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from ..errors import DownloadError, IntegrityError, TransientRemoteError
+from ..errors import DownloadError, TransientRemoteError, VersionMismatchError
 from ..manifest import S3Location
 from ..remote.base import RangeNotSatisfiable, Remote
 from .retry import RetryPolicy
@@ -246,10 +246,10 @@ class RemoteFile(io.RawIOBase):
             with self.remote.get_range(self.location, start, end) as response:
                 if (self.remote.reports_version and self.location.version_id and response.version_id
                         and response.version_id != self.location.version_id):
-                    raise IntegrityError(
+                    raise VersionMismatchError(
                         f"{self.name}: asked for version {self.location.version_id}, the server sent "
-                        f"{response.version_id}; refusing to read another version of the file"
-                    )
+                        f"{response.version_id}; refusing to read another version of the file",
+                        path=self.name, expected=self.location.version_id, actual=response.version_id)
                 body = b"".join(response.chunks)
                 self.bytes_read += len(body)
                 total = response.total_size

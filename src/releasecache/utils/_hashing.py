@@ -40,6 +40,10 @@ def hash_bytes(data: bytes) -> str:
     return hashlib.blake2b(data).hexdigest()
 
 
-def new_hasher() -> "hashlib._Hash":
-    """An empty blake2b hasher, for bytes hashed in order as they arrive."""
-    return hashlib.blake2b()
+def new_hasher(*, digest_size: int = 64) -> "hashlib._Hash":
+    """An empty blake2b hasher, for bytes hashed in order as they arrive.
+
+    The default digest is the manifests' (64 bytes, 128 hex); shorter digests
+    serve comparisons that never leave the process (block hashes in audits).
+    """
+    return hashlib.blake2b(digest_size=digest_size)
