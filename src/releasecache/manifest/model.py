@@ -41,6 +41,7 @@ ENTRY_KEYS = ("url", "version_id", "file_hash")
 
 _HASH_RE = re.compile(r"^[0-9a-f]{128}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 @dataclass(frozen=True)
 class FileEntry:
     """One file of a release as the manifest pins it.
@@ -77,16 +78,32 @@ class FileEntry:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ManifestValidationError(f"duplicate JSON key {short_repr(key)}")
-        seen[key] = value
+    seen = dict(pairs)  # called for every JSON object: let C build it, look closer only if keys collapsed
+    if len(seen) != len(pairs):
+        keys: set[str] = set()
+        for key, _ in pairs:
+            if key in keys:
+                raise ManifestValidationError(f"duplicate JSON key {short_repr(key)}")
+            keys.add(key)
     return seen
 
 
+class _Where:
+    """Names an entry in error messages; built only when a message needs it (entries are many)."""
+
+    __slots__ = ("source", "section", "name")
+
+    def __init__(self, source: str, section: str, name: Any) -> None:
+        self.source, self.section, self.name = source, section, name
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.section}[{short_repr(self.name)}]"
+
+    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731 - f-strings format it
+
+
 def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
-    where = f"{source}: {section}[{short_repr(name)}]"
+    where = _Where(source, section, name)
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ManifestValidationError(f"{where}: key must be a short name of letters, digits, '.', '_' or '-'")
     if not isinstance(raw, dict):
@@ -101,7 +118,7 @@ def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
     if not _HASH_RE.match(file_hash):
         raise ManifestValidationError(f"{where}: file_hash must be 128 lowercase hex characters (blake2b)")
     version_id = raw["version_id"]
-    if len(version_id) > 1024 or any(ord(c) < 32 for c in version_id):
+    if len(version_id) > 1024 or _CONTROL.search(version_id):
         raise ManifestValidationError(f"{where}: version_id is not a plausible S3 version id")
     size = raw.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 53):
@@ -199,7 +216,7 @@ class Manifest:
         if not isinstance(pipeline, list) or not all(isinstance(p, dict) for p in pipeline):
             raise ManifestValidationError(f"{source}: data_pipeline must be a list of objects")
         sections: dict[str, dict[str, FileEntry]] = {}
-        seen_paths: dict[str, str] = {}
+        seen_paths: dict[str, tuple[str, str]] = {}
         for section in ("metadata_files", "data_files"):
             entries = raw[section]
             if not isinstance(entries, dict):
@@ -210,9 +227,10 @@ class Manifest:
                 other = seen_paths.get(entry.relative_path)
                 if other is not None:
                     raise ManifestValidationError(
-                        f"{source}: {section}[{short_repr(key)}] and {other} both map to {short_repr(entry.relative_path)}"
+                        f"{source}: {section}[{short_repr(key)}] and {other[0]}[{short_repr(other[1])}] both map "
+                        f"to {short_repr(entry.relative_path)}"
                     )
-                seen_paths[entry.relative_path] = f"{section}[{short_repr(key)}]"
+                seen_paths[entry.relative_path] = (section, key)
                 parsed[key] = entry
             sections[section] = parsed
         return cls(

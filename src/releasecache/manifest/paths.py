@@ -9,6 +9,10 @@ from ..errors import UnsafePathError
 from ..utils import short_repr
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
 def check_relative_path(path: str, *, what: str) -> str:
     """Return ``path`` if it is a safe relative POSIX path inside a directory.
 
@@ -20,17 +24,17 @@ def check_relative_path(path: str, *, what: str) -> str:
     """
     if not isinstance(path, str) or not path:
         raise UnsafePathError(f"{what}: empty path")
-    if any(ord(c) < 32 or c == "\x7f" for c in path):
+    if _CONTROL.search(path):
         raise UnsafePathError(f"{what}: path {short_repr(path)} contains NUL or control characters")
     if "\\" in path:
         raise UnsafePathError(f"{what}: path {short_repr(path)} contains a backslash")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+    if path.startswith("/") or _DRIVE.match(path):
         raise UnsafePathError(f"{what}: path {short_repr(path)} is absolute")
     parts = path.split("/")
     for part in parts:
         if part in ("", ".", ".."):
             raise UnsafePathError(f"{what}: path {short_repr(path)} has an empty, '.' or '..' segment")
-        if len(part.encode()) > 255:
+        if len(part) > 63 and len(part.encode()) > 255:  # 63 characters are at most 252 bytes
             raise UnsafePathError(f"{what}: a segment of {short_repr(path)} is longer than 255 bytes")
     if len(path.encode()) > 1024:
         raise UnsafePathError(f"{what}: path is longer than 1024 bytes")

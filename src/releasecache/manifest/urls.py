@@ -18,6 +18,14 @@ _VHOST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-]*)\.s3(?:[.\-][a-z0-9\-.
 _PATHSTYLE_RE = re.compile(r"^s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
 
 
+# Checked for every entry of a manifest (100,000 of them in a large release): compiled once.
+_CONTROL_OR_BACKSLASH = re.compile(r"[\x00-\x1f\\]")
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$")
+# http(s)://host/path with no user, port, query or fragment: the shape manifests use.
+_VHOST_BUCKETS: dict[str, str] = {}  # host -> its bucket ("" for path-style hosts)
+_SIMPLE_HTTP = re.compile(r"^https?://(?P<host>[A-Za-z0-9.\-]+)(?P<path>/[^?#;@]*)$", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class S3Location:
     """Where an object lives: bucket, key, and the pinned version id."""
@@ -42,8 +50,19 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     """
     if not isinstance(url, str):
         raise UnsafePathError(f"URL must be a string, got {type(url).__name__}")
-    if any(ord(c) < 32 for c in url) or "\\" in url:
+    if _CONTROL_OR_BACKSLASH.search(url):
         raise UnsafePathError(f"URL {short_repr(url)} contains control characters or backslashes")
+    fast = _SIMPLE_HTTP.match(url)
+    if fast is not None:  # the common shape, without urlsplit's generality (same result)
+        host = fast.group("host")
+        bucket = _VHOST_BUCKETS.get(host)
+        if bucket is None:
+            vhost = _VHOST_RE.match(host.lower())
+            bucket = vhost.group("bucket") if vhost and not _PATHSTYLE_RE.match(host.lower()) else ""
+            if _BUCKET_RE.match(bucket) and len(_VHOST_BUCKETS) < 64:
+                _VHOST_BUCKETS[host] = bucket  # a release names a handful of hosts, over and over
+        if bucket:
+            return _checked(url, bucket, fast.group("path"))
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "s3":
@@ -60,8 +79,12 @@ def parse_s3_url(url: str) -> tuple[str, str]:
             bucket, path = segments[0], segments[1]
     else:
         raise UnsafePathError(f"URL {short_repr(url)} is not http(s):// or s3://")
-    key = unquote(path.lstrip("/"))
-    if not bucket or not re.match(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$", bucket):
+    return _checked(url, bucket, path)
+
+
+def _checked(url: str, bucket: str, path: str) -> tuple[str, str]:
+    key = unquote(path.lstrip("/")) if "%" in path else path.lstrip("/")
+    if not bucket or not _BUCKET_RE.match(bucket):
         raise UnsafePathError(f"URL {short_repr(url)} names no valid bucket")
     check_relative_path(key, what=f"key of URL {short_repr(url)}")
     return bucket, key

@@ -89,7 +89,9 @@ class Transfer:
         if self._pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.config.max_connections, thread_name_prefix="rc-part")
+                    # One thread per memory slot: every task holds a slot, so no task ever queues behind
+                    # tasks that wait for a parts-in-flight slot a queued first part holds (a deadlock).
+                    self._pool = ThreadPoolExecutor(self.config.max_buffered_parts, thread_name_prefix="rc-part")
         return self._pool
 
     @property
@@ -135,6 +137,14 @@ class Transfer:
         except BaseException:
             self.limiter.release()
             raise
+
+    def _end(self, response: RangeResponse, nbytes: int, started: float,
+             failed: BaseException | None = None) -> None:
+        """Close a GET opened by ``_get`` and give its slot back, even if closing fails."""
+        try:
+            response.close()
+        finally:
+            self._done(nbytes, started, failed)
 
     def _done(self, nbytes: int, started: float, failed: BaseException | None = None) -> None:
         if isinstance(failed, TransientRemoteError):
@@ -250,8 +260,7 @@ class Transfer:
                         raise IntegrityError(f"{entry.relative_path}: server reports {response.total_size} bytes, "
                                              f"manifest says {entry.size}")
             except BaseException as exc:
-                response.close()
-                self._done(0, started, exc)
+                self._end(response, 0, started, exc)
                 raise
             return response, started
 
@@ -263,17 +272,14 @@ class Transfer:
         try:
             data = self._collect(response, end, entry, progress, cancel)
         except TransientRemoteError as exc:
-            response.close()
-            self._done(0, started, exc)
+            self._end(response, 0, started, exc)
             self.stats["retries"] += 1
             log.info("%s: first part: %s; fetching it again", entry.relative_path, exc)
             return self._fetch_part(remote, entry, sink, 0, end, size, progress, cancel)
         except BaseException as exc:
-            response.close()
-            self._done(0, started, exc)
+            self._end(response, 0, started, exc)
             raise
-        response.close()
-        self._done(len(data), started)
+        self._end(response, len(data), started)
         sink.write(data, 0)
         return data
 
@@ -297,8 +303,7 @@ class Transfer:
                 try:
                     return self._stream_whole(remote, entry, response, progress)
                 finally:
-                    response.close()
-                    self._done(0, started)
+                    self._end(response, 0, started)
                     self._give_slot()
             first = (response, started)
             size = response.total_size or 0
@@ -308,30 +313,28 @@ class Transfer:
             done = state["done"]
             log.info("%s: resuming; %d of %d bytes already here", entry.relative_path,
                      sum(b - a for a, b in done), size)
+        sink: Sink | None = None
         try:
             try:
                 fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
             except OSError as exc:
                 raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
             sink = Sink(partial, fd, direct=self.config.direct_io)
-        except BaseException:
-            if first is not None:  # nothing will read the first part's body now
-                first[0].close()
-                self._done(0, first[1])
-                self._give_slot()
-            raise
-        try:
             if state is None:
                 try:
                     os.ftruncate(fd, size)
                 except OSError as exc:
-                    if first is not None:  # nothing will read the first part's body now
-                        first[0].close()
-                        self._done(0, first[1])
-                        self._give_slot()
                     raise StorageError.from_os_error(exc, f"cannot write {partial}") from None
                 if size > self.config.part_size:  # a file done in one GET has nothing to resume
                     self._write_sidecar(entry, size, done)
+        except BaseException:
+            if first is not None:  # nothing will read the first part's body now: end it, free its slots
+                self._end(first[0], 0, first[1])
+                self._give_slot()
+            if sink is not None:
+                sink.close()
+            raise
+        try:
             digest = self._fetch_parts(remote, entry, sink, size, done, first, progress)
         finally:
             sink.close()
@@ -450,8 +453,7 @@ class Transfer:
                 failed = exc
                 raise
             finally:
-                response.close()
-                self._done(moved, started, failed)
+                self._end(response, moved, started, failed)
 
         data: memoryview = self._retrying(f"{entry.relative_path} bytes {start}-{end - 1}", attempt,
                                           cancel)  # type: ignore[assignment]
@@ -539,8 +541,7 @@ class Transfer:
                 fut.cancel()
             wait(list(futures))  # let running parts stop before the fd closes
             if first_future is not None and first_future.cancelled() and first is not None:
-                first[0].close()  # its body was never read: end the GET and free its slot
-                self._done(0, first[1])
+                self._end(first[0], 0, first[1])  # its body was never read: end the GET, free its slot
             for fut, (s, e) in futures.items():
                 if not fut.cancelled() and fut.exception() is None:
                     done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
