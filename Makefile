@@ -11,10 +11,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	bash tests/support/system-deps.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tests.support.demo
+	$(PY) -m tests.support.demo $(if $(DEMO_DIR),--workdir $(DEMO_DIR))
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -57,6 +57,7 @@ ORDERED_PAGES = [
     "clusters",
     "streaming",
     "reproducibility",
+    "auditing",
     "migration",
     "performance",
     "reliability",

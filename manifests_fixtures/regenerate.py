@@ -5,7 +5,7 @@
 The release's bytes are generated (reproducibly) by
 ``tests.support.fixtures.vbn.build_vbn_release``; these manifests describe them in
 the real release's format and URL style. Version ids here are derived from the
-content (a real server assigns its own when ``releasecache.publish`` uploads).
+content (a real server assigns its own when ``releasecache.cache.publish`` uploads).
 The test suite checks that the committed files match a fresh build.
 """
 
@@ -30,8 +30,8 @@ def build(out: Path = OUT) -> list[Path]:
     """Build the fixture release in a temporary directory and write its manifests to ``out``."""
     from tests.support.fixtures.vbn import build_vbn_release
     from releasecache.manifest import Manifest, manifest_name
-    from releasecache.project import BUCKET_NAME, PROJECT_NAME
-    from releasecache.publish import build_manifest
+    from releasecache.vbn.project import BUCKET_NAME, PROJECT_NAME
+    from releasecache.cache.publish import build_manifest
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -48,5 +48,6 @@ def build(out: Path = OUT) -> list[Path]:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent))  # the fixture generator lives in the checkout's tests/
     for path in build(Path(sys.argv[1]) if len(sys.argv) > 1 else OUT):
         print(path)

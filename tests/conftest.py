@@ -15,6 +15,15 @@ from tests.support.s3server import S3Server, publish_fixture
 
 _bucket_names = (f"toy-bucket-{i}" for i in itertools.count())
 
+
+@pytest.hookimpl(trylast=True)  # after tests/unit/conftest.py has marked its tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep ``pytest -m unit`` honest: a test in the fast subset may not start the S3 server."""
+    wrong = [item.nodeid for item in items if item.get_closest_marker("unit") and "s3_server" in item.fixturenames]
+    if wrong:
+        raise pytest.UsageError(f"marked unit but need the S3 server: {', '.join(wrong)}")
+
+
 # Small parts so that the 300 kB "large" toy file is fetched as several ranged GETs.
 SMALL_PARTS = dict(part_size=64 * 1024, max_parts_in_flight=4, window=6, backoff_base=0.01, backoff_max=0.05)
 

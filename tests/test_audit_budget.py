@@ -10,6 +10,7 @@ import pytest
 
 from releasecache.cache.budget import evict, parse_size, pin, pinned, read_lease, read_usage, touch_usage, unpin
 from releasecache.errors import OutdatedManifestWarning
+from tests.support.fixtures.toy import PROJECT
 
 
 def test_parse_size():
@@ -80,16 +81,22 @@ def test_pins_current_manifest_locks_and_leases(make_cache, toy_bucket, tmp_path
     pin(store, v1.name)
     assert pinned(store) == [v1.name]
     protected = {e.file_hash for m in (v1, v3) for e in m.entries()}
-    report = evict(store, 0, pinned_names=[v3.name])
-    assert not report.fits and "cannot be met" in report.summary()
-    assert not {c.file_hash for c in report.evicted} & protected
+    before = {h for h, _ in store.iter_blobs()}
+    vain = evict(store, 0, pinned_names=[v3.name])
+    assert not vain.fits and not vain.evicted and "cannot be met" in vain.summary()
+    assert {h for h, _ in store.iter_blobs()} == before  # nothing evicted in vain
+    kept_bytes = sum(os.lstat(store.blob_path(h)).st_size for h in before & protected)
+    assert before <= protected  # every blob here is a v1 or v3 file
+    report = evict(store, kept_bytes, pinned_names=[v3.name])
+    assert report.fits and not report.evicted
     left = {h for h, _ in store.iter_blobs()}
-    assert left == protected & left and left  # only v2's own blob went
+    assert left == before
     assert unpin(store, v1.name) and not unpin(store, v1.name)
 
     # A locked blob and a blob under a read lease are skipped; released, they go.
     v1_blobs = sorted(h for h in left if h not in {e.file_hash for e in v3.entries()})
     locked, leased = v1_blobs[0], v1_blobs[1]
+    v3_bytes = sum(os.lstat(store.blob_path(h)).st_size for h in left if h not in v1_blobs)
     held = threading.Event()
     release = threading.Event()
 
@@ -103,14 +110,15 @@ def test_pins_current_manifest_locks_and_leases(make_cache, toy_bucket, tmp_path
     held.wait(10)
     try:
         with read_lease(store.blob_path(leased)):
-            busy = evict(store, 0, pinned_names=[v3.name])
-        assert set(busy.busy) == {locked, leased}
+            busy = evict(store, v3_bytes, pinned_names=[v3.name])  # every v1 blob would have to go
+        assert set(busy.busy) == {locked, leased} and not busy.fits
         assert store.has_blob(locked) and store.has_blob(leased)
     finally:
         release.set()
         worker.join()
-    final = evict(store, 0, pinned_names=[v3.name], protect=[leased])
-    assert locked in {c.file_hash for c in final.evicted} and store.has_blob(leased)
+    leased_bytes = os.lstat(store.blob_path(leased)).st_size
+    final = evict(store, v3_bytes + leased_bytes, pinned_names=[v3.name], protect=[leased])
+    assert final.fits and locked in {c.file_hash for c in final.evicted} and store.has_blob(leased)
 
 
 def test_usage_stamps_are_written_at_most_once_per_interval(make_cache, toy_bucket, tmp_path):
@@ -122,3 +130,57 @@ def test_usage_stamps_are_written_at_most_once_per_interval(make_cache, toy_buck
     assert read_usage(store)[name] == 5000.0
     assert touch_usage(store, name, now=5000.0 + 7200)
     assert read_usage(store)[name] == 12200.0
+
+
+def test_downloads_stay_within_the_budget(make_cache, toy_bucket, toy_release, tmp_path):
+    """A cache with max_size: switching versions evicts the old version's own files, never the current one's."""
+    from releasecache.errors import StorageError
+
+    first = make_cache(tmp_path / "c")
+    v1 = _load(first, toy_bucket.names[0])
+    first.prefetch(progress=False)
+    store = first.store
+    full = _blob_bytes(store)
+    v3_bytes = sum(p.stat().st_size for p in (toy_release["0.3.0"] / PROJECT).rglob("*") if p.is_file())
+    budget = v3_bytes + 1000
+    assert full > budget - 5000  # v3 needs files v1 lacks: something of v1 has to go
+    cache = make_cache(tmp_path / "c")
+    cache.max_size = budget
+    v3 = _load(cache, toy_bucket.names[2])
+    cache.prefetch(progress=False)
+    assert _blob_bytes(store) <= budget and v3_bytes < budget
+    assert all(store.has_blob(e.file_hash) for e in v3.entries())  # the current version is complete
+    gone = {e.file_hash for e in v1.entries()} - {h for h, _ in store.iter_blobs()}
+    assert gone and not gone & {e.file_hash for e in v3.entries()}
+    for link in (tmp_path / "c" / v1.view_dir_name).rglob("*"):
+        assert link.is_dir() or link.exists()  # no view link to an evicted blob
+    tiny = make_cache(tmp_path / "c")
+    tiny.max_size = 10
+    _load(tiny, toy_bucket.names[0])
+    evicted_id = next(i for i, e in v1.data_files.items() if e.file_hash in gone)
+    before = {h for h, _ in store.iter_blobs()}
+    with pytest.raises(StorageError, match="does not fit in the size budget"):
+        tiny.download_data(evicted_id)  # v1 (now current, pinned) alone exceeds 10 bytes
+    assert {h for h, _ in store.iter_blobs()} == before  # nothing evicted in vain
+
+
+def test_a_locally_opened_file_is_not_evicted_while_open(make_cache, toy_bucket, tmp_path):
+    """open_entry(prefer_local=True) holds a read lease; another process's eviction skips the blob."""
+    import subprocess
+    import sys
+
+    from releasecache.vbn.streaming import open_entry
+
+    cache = make_cache(tmp_path / "c")
+    v1 = _load(cache, toy_bucket.names[0])
+    cache.prefetch(progress=False)
+    entry = v1.data_files["0"]
+    script = ("import sys; from releasecache.cache.budget import evict; from releasecache.store import Store; "
+              "r = evict(Store(sys.argv[1]), 0 if len(sys.argv) < 3 else int(sys.argv[2])); "
+              "print(len(r.evicted), ' '.join(r.busy))")
+    with open_entry(cache, entry, prefer_local=True) as fobj:
+        assert fobj.read(4)
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "c"), str(entry.size or 5000)],
+                             capture_output=True, text=True, check=True).stdout.split()
+    # Nothing is pinned in the other process, so everything else went; the open file stayed.
+    assert out[1:] == [entry.file_hash] and cache.store.has_blob(entry.file_hash)

@@ -11,6 +11,8 @@ from releasecache.manifest.consistency import duplicate_versions, republished, v
 from releasecache.errors import PublisherWarning
 from releasecache.manifest import Manifest
 
+pytestmark = pytest.mark.unit  # no server: part of the fast layer subset (pytest -m unit)
+
 FIXTURES = Path(__file__).resolve().parent.parent / "manifests_fixtures" / "vbn"
 
 

@@ -207,9 +207,14 @@ def test_verify_du_gc(base, toy_bucket, tmp_path):
     invoke([*base(), "verify", "--version", "0.3.0"])  # the corrupt blob was moved aside; missing is not a failure
     invoke([*base(), "verify", "--version", "0.3.0", "--require-complete"], code=1)
     invoke([*base(), "download", "--version", "0.3.0"])  # downloads it again
-    _, dry = invoke([*base(), "gc", "--keep", "0.3.0", "--json"])
+    _, recent = invoke([*base(), "gc", "--keep", "0.3.0", "--json"])  # 0.1.0 was used minutes ago: it stays
+    assert recent["deleted_blobs"] == [] and all(m["kept"] for m in recent["manifests"])
+    assert any("within the 30-day window" in m["why"] for m in recent["manifests"])
+    _, dry = invoke([*base(), "gc", "--keep", "0.3.0", "--window-days", "0", "--json"])
     assert dry["dry_run"] and dry["deleted_blobs"] and (tmp_path / "cache" / f"{PROJECT}-0.1.0").exists()
-    _, done = invoke([*base(), "gc", "--keep", "0.3.0", "--delete", "--json"])
+    gone = [m for m in dry["manifests"] if not m["kept"]]
+    assert gone and all("longer ago than the 0-day window" in m["why"] for m in gone)
+    _, done = invoke([*base(), "gc", "--keep", "0.3.0", "--window-days", "0", "--delete", "--json"])
     assert sorted(done["deleted_blobs"]) == sorted(dry["deleted_blobs"])
     _, after = invoke([*base(), "du", "--json"])
     assert after["blob_bytes"] < usage["blob_bytes"]
@@ -260,7 +265,7 @@ def test_publish_uploads_only_changes(s3_server, toy_release, tmp_path):
 
 def test_record_lock_of_what_was_used(base, toy_bucket, tmp_path):
     lock_path = tmp_path / "download-lock.json"
-    invoke([*base(), "download", "--version", "0.3.0", "--file-id", "1", "--no-metadata", "--record", lock_path])
+    invoke([*base(), "download", "--version", "0.3.0", "--file-id", "1", "--no-metadata", "--write-record", lock_path])
     lock = json.loads(lock_path.read_text())
     assert lock["manifest"]["name"] == toy_bucket.names[2] and len(lock["manifest"]["blake2b"]) == 128
     assert [f["path"] for f in lock["files"]] == ["sessions/100/probe_A.dat"]

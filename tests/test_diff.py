@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from releasecache import compare_manifests
 from releasecache.manifest.diff import EQUIVALENT_TEXT
 
@@ -18,6 +20,7 @@ def test_every_kind_of_change(toy_bucket):
     assert "sessions/101/session_101.dat renamed moved/101/session_101.dat" in text
     assert "sessions/103/session_103.dat deleted" in text
     assert text.index("units.csv") < text.index("session_102")  # metadata first
+    assert text.splitlines()[:5] == ["Changes going from", v1.name, "to", v2.name, ""]  # AllenSDK's header
     frame = diff.to_frame()
     assert len(frame) == 5 and set(frame["kind"]) == {"changed", "created", "deleted", "renamed"}
     assert frame.loc[frame.kind == "changed", "section"].tolist() == ["metadata", "data"]
@@ -37,7 +40,7 @@ def test_equivalent(toy_bucket, tmp_path):
     path = tmp_path / v1.name
     path.write_text(v1.to_json())
     diff = compare_manifests(v1, path)
-    assert not diff and str(diff) == EQUIVALENT_TEXT
+    assert diff.equivalent and diff == EQUIVALENT_TEXT and str(diff) == EQUIVALENT_TEXT
     assert diff.to_dict()["equivalent"] is True
 
 
@@ -70,6 +73,7 @@ def test_committed_vbn_manifests_match_the_fixture(vbn_bucket):
         assert strip(Manifest.from_path(path)) == strip(published)
 
 
+@pytest.mark.unit  # committed files only, no server
 def test_offline_diff_of_committed_manifests():
     _, (v1, v2, v3) = _committed()
     diff = compare_manifests(v1, v3)

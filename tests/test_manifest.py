@@ -16,6 +16,8 @@ from releasecache.errors import (
 )
 from releasecache.manifest import Manifest, parse_s3_url, sort_manifest_names, version_from_manifest_name
 
+pytestmark = pytest.mark.unit  # no server: part of the fast layer subset (pytest -m unit)
+
 H = "ab" * 64
 BUCKET = "visual-behavior-neuropixels-data"
 URL = f"https://{BUCKET}.s3.us-west-2.amazonaws.com/visual-behavior-neuropixels"

@@ -17,6 +17,8 @@ from tests.support.fixtures._vbn_specs import ECEPHYS
 from tests.support.fixtures._vbn_tables import behavior_config
 from releasecache.vbn.nwb import BehaviorSession, EcephysSession, ProbeMeta
 
+pytestmark = pytest.mark.unit  # no server: part of the fast layer subset (pytest -m unit)
+
 PROJECT = "visual-behavior-neuropixels"
 E1, E2, E3 = 1044385384, 1044594870, 1053941483
 E1_PROBES = {"probeA": 1044506933, "probeB": 1044506934, "probeC": 1044506935}
@@ -154,6 +156,8 @@ def test_metadata_of_an_ecephys_session(e3, vbn_release):
     assert meta["reporter_line"] == "Ai32(RCL-ChR2(H134R)_EYFP)"
     assert meta["project_code"] == "Not Available" != row["project_code"]
     assert meta["equipment_name"] == "NP.0" and meta["stimulus_frame_rate"] == 60.0
+    meta["driver_line"].append("mutated")
+    assert e3.metadata["driver_line"] == ["Sst-IRES-Cre"]
     assert meta["session_type"] == row["session_type"]
     assert meta["behavior_session_uuid"] is None
     assert meta["date_of_acquisition"] == pd.Timestamp(row["date_of_acquisition"]).to_pydatetime()
@@ -162,9 +166,8 @@ def test_metadata_of_an_ecephys_session(e3, vbn_release):
 
 def test_metadata_of_a_wild_type_and_a_behavior_only_session(e1, habituation):
     meta = e1.metadata
-    assert meta["cre_line"] is None and meta["driver_line"] == [] and meta["reporter_line"] is None
-    meta["driver_line"].append("mutated")
-    assert e1.metadata["driver_line"] == []
+    # a wild-type mouse: no driver_line attribute, reporter_line stored as "None" (as AllenSDK)
+    assert meta["cre_line"] is None and meta["driver_line"] is None and meta["reporter_line"] is None
     behavior = habituation.metadata
     assert list(behavior) == METADATA_KEYS
     assert behavior["behavior_session_id"] == HABITUATION == habituation.behavior_session_id
@@ -334,8 +337,11 @@ def test_stimulus_presentations(e1):
         "end_frame", "is_change", "is_image_novel", "omitted", "flashes_since_change", "trials_id"]
     assert not {"stop_time", "tags", "timeseries", "image_set", "index"} & set(frame.columns)
     assert set(frame["stimulus_block"]) == {0, 1, 2, 3, 4, 5}
-    for column in ("is_change", "omitted", "rewarded", "active", "is_sham_change"):
+    # stored as float 0/1 (they have gaps across the stimulus tables) -> nullable boolean;
+    # stored as bool in every table -> bool, as AllenSDK reads them
+    for column in ("is_change", "omitted", "rewarded", "is_sham_change", "is_image_novel"):
         assert str(frame[column].dtype) == "boolean", column
+    assert frame["active"].dtype == bool
     for column in ("flashes_since_change", "trials_id", "stimulus_index"):
         assert frame[column].dtype == np.int64
     gabor = frame[frame["stimulus_name"].str.contains("gabor")]

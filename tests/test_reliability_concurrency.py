@@ -198,7 +198,7 @@ def test_gc_racing_downloads_never_deletes_what_is_being_written(tmp_path, bulk_
     load_v1 = open_cache(cache_dir, bulk_bucket, proxy.url, manifest=v1)
     proxy.add(Fault("delay", stall_seconds=0.05))
     stop = tmp_path / "stop-gc"
-    gc_worker = Worker(settings(cache_dir, bulk_bucket, proxy.url, None, action="gc_loop", keep=[v2],
+    gc_worker = Worker(settings(cache_dir, bulk_bucket, proxy.url, None, action="gc_loop", keep=[v2], window_days=0,
                                 stop_file=str(stop), pause=0.01))
     try:
         assert gc_worker.wait_for_line("ready"), gc_worker.stderr()[-3000:]
@@ -257,7 +257,7 @@ def test_soft_lock_of_a_killed_process_is_broken(tmp_path):
     assert read_owner(owner).pid == holder.proc.pid
     holder.proc.send_signal(signal.SIGKILL)
     holder.finish(30)
-    assert lock_path.exists()  # a soft lock outlives its process...
+    assert lock_path.with_suffix(".lease").exists()  # a soft lock outlives its process...
     lock = BlobLock(lock_path, owner, kind="soft", lease=3600)
     assert lock.acquire(timeout=30)  # ...but is broken because its pid is gone
     assert read_owner(owner).pid == os.getpid()
@@ -269,7 +269,7 @@ def test_soft_lock_lease_breaks_a_silent_holder_on_another_host(tmp_path, caplog
     """A soft lock whose owner is on another host (so its pid cannot be checked) is broken once
     its owner record stays unchanged for a whole lease."""
     lock_path, owner = tmp_path / "y.lock", tmp_path / "y.owner"
-    lock_path.write_text("4242\nsome-other-host\n")
+    lock_path.with_suffix(".lease").write_text("4242\nsome-other-host\n")
     owner.write_text(json.dumps({"pid": 4242, "host": "some-other-host", "since": time.time() - 5, "kind": "soft"}))
     caplog.set_level("INFO", logger="releasecache")
     lock = BlobLock(lock_path, owner, kind="soft", lease=1.0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from releasecache import CloudCache
-from releasecache.errors import NoManifestLoadedError, OfflineError, StorageError
+from releasecache.errors import NoManifestLoadedError, OfflineError, ReadOnlyCacheError, StorageError
 from tests.support.fixtures.toy import PROJECT
 
 from ._reliability import blake, load, open_cache
@@ -91,7 +91,7 @@ def _read_only_mount(path: Path) -> bool:
 
 def test_read_only_cache_directory_serves_everything_it_holds(tmp_path, toy_bucket, proxy, site):
     """A cache directory that cannot be written (a read-only mount, or no write permission) is
-    detected as read-only and serves all it holds; what it lacks is a clear OfflineError."""
+    detected as read-only and serves all it holds; what it lacks is a clear ReadOnlyCacheError."""
     ro = site.cache_dir
     load(site, toy_bucket.names[1])  # 0.2.0's manifest saved, its new files not fetched
     mounted = _read_only_mount(ro)
@@ -106,8 +106,8 @@ def test_read_only_cache_directory_serves_everything_it_holds(tmp_path, toy_buck
             assert blake(cache.ensure(entry)) == entry.file_hash
         load(cache, toy_bucket.names[1])
         assert blake(cache.download_data(1)) == cache.data_entry(1).file_hash  # unchanged: served
-        with pytest.raises(OfflineError, match="read-only cache"):
-            cache.download_data(5)  # created in 0.2.0: not there
+        with pytest.raises(ReadOnlyCacheError, match="read-only for you"):
+            cache.download_data(5)  # created in 0.2.0: not there; a permission problem, not "offline"
         assert cache.verify(mode="full").ok
         with pytest.raises(StorageError, match="read-only"):
             cache.gc(keep=[toy_bucket.names[1]], dry_run=False)
@@ -246,7 +246,7 @@ def test_gc_dry_run_then_delete_keeps_what_kept_manifests_need(tmp_path, toy_buc
     fresh = cache.store.partial_dir / ("ef" * 64)
     fresh.write_bytes(b"y")
 
-    dry = cache.gc(keep=[v3])
+    dry = cache.gc(keep=[v3], window_days=0)
     assert dry.dry_run and set(dry.deleted_blobs) == only_v1
     assert dry.bytes_freed == sum(sizes[v1][h] for h in only_v1)
     assert dry.removed_views == [f"{PROJECT}-0.1.0"] and dry.removed_partials == [stale.name]
@@ -257,7 +257,7 @@ def test_gc_dry_run_then_delete_keeps_what_kept_manifests_need(tmp_path, toy_buc
     holder = cache.store.blob_lock(busy)
     assert holder.acquire(timeout=5)
     try:
-        report = cache.gc(keep=[v3], dry_run=False)
+        report = cache.gc(keep=[v3], dry_run=False, window_days=0)
     finally:
         holder.release()
     assert busy in report.busy and cache.store.has_blob(busy)
@@ -265,12 +265,12 @@ def test_gc_dry_run_then_delete_keeps_what_kept_manifests_need(tmp_path, toy_buc
     assert not (tmp_path / "c" / f"{PROJECT}-0.1.0").exists()
     assert not stale.exists() and fresh.exists()
     assert cache.verify(v3, mode="full").ok  # everything the kept manifest needs is intact
-    again = cache.gc(dry_run=False)  # keep defaults to the loaded manifest (0.3.0)
+    again = cache.gc(dry_run=False, window_days=0)  # keep defaults to the loaded manifest (0.3.0)
     assert again.deleted_blobs == [busy] and again.kept == [v3]
     usage = cache.disk_usage()
     assert usage.unreferenced_bytes == 0 and usage.manifests[v1].missing > 0
     assert cache.store.stamps_dir.is_dir() and all(
-        cache.store.has_own_blob(p.name) for p in cache.store.stamps_dir.rglob("*") if p.is_file())
+        cache.store.has_own_blob(p.name) for p in cache.store.stamps_dir.glob("*/*") if p.is_file())
     # 0.1.0 still works: what it lacks downloads again.
     load(cache, v1)
     assert cache.prefetch(progress=False).ok and cache.verify(v1, mode="full").ok

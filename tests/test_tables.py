@@ -20,6 +20,8 @@ from releasecache.vbn.tables import (
     sidecar_path,
 )
 
+pytestmark = pytest.mark.unit  # no server: part of the fast layer subset (pytest -m unit)
+
 PROJECT = "visual-behavior-neuropixels"
 TABLES = ("ecephys_sessions", "behavior_sessions", "probes", "channels", "units")
 E1, E2, E3 = 1044385384, 1044594870, 1053941483

@@ -9,7 +9,7 @@ import logging
 
 from .cache import CloudCache
 from .config import __version__
-from .errors import OutdatedManifestWarning, ReleaseCacheError
+from .errors import MissingLocalManifestWarning, OutdatedManifestWarning, PublisherWarning, ReleaseCacheError
 from .manifest import FileEntry, Manifest, ManifestDiff, compare_manifests
 from .transfer import TransferConfig
 
@@ -22,6 +22,11 @@ def __getattr__(name: str):  # the facade pulls in pynwb; import it only when as
         from .vbn.project import ProjectCache
 
         return ProjectCache
+    if name == "audit_manifests":
+        # imported on first use: the audit pulls in numpy and, when used, pyarrow and h5py
+        from .audit import audit_manifests
+
+        return audit_manifests
     raise AttributeError(f"module 'releasecache' has no attribute {name!r}")
 
 
@@ -36,7 +41,10 @@ __all__ = [
     "FileEntry",
     "ManifestDiff",
     "compare_manifests",
+    "audit_manifests",
     "TransferConfig",
     "ReleaseCacheError",
     "OutdatedManifestWarning",
+    "MissingLocalManifestWarning",
+    "PublisherWarning",
 ]

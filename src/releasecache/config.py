@@ -30,7 +30,13 @@ DEFAULT_LOCK_LEASE = 120.0
 #: Partial downloads untouched this many days are removed by ``gc``.
 DEFAULT_PARTIAL_AGE_DAYS = 7.0
 #: Lock kind when neither the argument nor ``RELEASECACHE_LOCK_KIND`` says.
-DEFAULT_LOCK_KIND = "posix"
+DEFAULT_LOCK_KIND = "auto"
+#: gc keeps the files of every manifest anybody used within this many days.
+DEFAULT_GC_WINDOW_DAYS = 30.0
+#: What a cache checks when it hands out a file it already has: never, fast, full.
+DEFAULT_INTEGRITY = "never"
+#: Seconds between two writes of one manifest's usage stamp (the size budget's LRU clock).
+DEFAULT_USAGE_INTERVAL = 3600.0
 
 # -- environment variables ------------------------------------------------------------------
 
@@ -50,6 +56,12 @@ ENV_USAGE_LOG = "RELEASECACHE_USAGE_LOG"
 ENV_MAX_SIZE = "RELEASECACHE_MAX_SIZE"
 #: ``posix`` or ``soft`` per-blob locks (see :mod:`releasecache.store.locks`).
 ENV_LOCK_KIND = "RELEASECACHE_LOCK_KIND"
+#: gc's usage window in days (see :mod:`releasecache.cache.gc`).
+ENV_GC_WINDOW_DAYS = "RELEASECACHE_GC_WINDOW_DAYS"
+#: ``never``, ``fast`` or ``full``: the integrity-on-open policy (see :mod:`releasecache.cache.fetch`).
+ENV_INTEGRITY = "RELEASECACHE_INTEGRITY"
+#: A size budget for the blob store, e.g. ``400GB`` (see :mod:`releasecache.cache.budget`).
+ENV_MAX_SIZE = "RELEASECACHE_MAX_SIZE"
 
 
 def env(name: str) -> str | None:

@@ -9,10 +9,82 @@ what to do about it.
 from __future__ import annotations
 
 import errno
+import os
+
+
+#: Names of the context attributes every error has (None when they do not apply).
+CONTEXT_FIELDS = ("path", "url", "key", "version_id", "file_hash", "manifest", "status", "code",
+                  "expected", "got")
 
 
 class ReleaseCacheError(Exception):
-    """Base class of every error raised by releasecache."""
+    """Base class of every error raised by releasecache.
+
+    Besides its message, an error carries what it is about as attributes, so
+    scripts need not parse messages; each is None when it does not apply. They
+    are set by keyword (``IntegrityError(msg, path=..., file_hash=...)``) or
+    later with :meth:`with_context`, and survive pickling (worker processes
+    send errors back to their parent).
+
+    Attributes
+    ----------
+    path : str or None
+        The file's path in the release (``project_metadata/units.csv``); for
+        storage and lock errors, the local path that failed.
+    url, key, version_id : str or None
+        The object asked for: its URL, its S3 key, the pinned version.
+    file_hash : str or None
+        The blake2b hash the manifest gives the file (the blob's name).
+    manifest : str or None
+        The manifest's file name (``..._v0.4.0.json``) or saved path.
+    status : int or None
+        The HTTP status the server answered.
+    code : str or None
+        The S3 error code (``AccessDenied``, ``NoSuchVersion`` ...).
+    expected, got : object or None
+        What the manifest or the request said, and what arrived (a hash, a size,
+        a version id, a byte offset).
+    """
+
+    # Class-level defaults: an error built without context (or unpickled from an
+    # older process) still answers every name.
+    path: str | None = None
+    url: str | None = None
+    key: str | None = None
+    version_id: str | None = None
+    file_hash: str | None = None
+    manifest: str | None = None
+    status: int | None = None
+    code: str | None = None
+    expected: object = None
+    got: object = None
+
+    def __init__(self, *args: object, **context: object) -> None:
+        super().__init__(*args)
+        self.with_context(**context)
+
+    def with_context(self, **context: object) -> "ReleaseCacheError":
+        """Set context attributes (only the names in :data:`CONTEXT_FIELDS`) and return the error.
+
+        Values already set are kept unless the new one is not None, so an outer
+        layer can add the file's path without losing the remote's details.
+        """
+        for name, value in context.items():
+            if name not in CONTEXT_FIELDS:
+                raise TypeError(f"unknown error context {name!r}")
+            if value is not None:
+                setattr(self, name, value)
+        return self
+
+    def fill_context(self, **context: object) -> "ReleaseCacheError":
+        """Like :meth:`with_context`, but only for attributes still None (inner layers know best)."""
+        return self.with_context(**{name: value for name, value in context.items()
+                                    if name not in CONTEXT_FIELDS or getattr(self, name) is None})
+
+    @property
+    def context(self) -> dict[str, object]:
+        """The context attributes that are set, as a dict."""
+        return {name: getattr(self, name) for name in CONTEXT_FIELDS if getattr(self, name) is not None}
 
 
 # --- manifests -------------------------------------------------------------
@@ -38,12 +110,20 @@ class ManifestVersionError(ManifestError):
     """A manifest version or manifest file name holds no parsable semver."""
 
 
-class ManifestNotFoundError(ReleaseCacheError, LookupError):
-    """No manifest of that name exists remotely or in the cache."""
+class ManifestNotFoundError(ReleaseCacheError, LookupError, ValueError):
+    """No manifest of that name exists remotely or in the cache.
+
+    Also a :class:`ValueError`, which is what AllenSDK raises here, so code
+    written for AllenSDK (``except ValueError``) keeps working.
+    """
 
 
-class UnknownFileError(ReleaseCacheError, KeyError):
-    """A file id or metadata name is not listed in the loaded manifest."""
+class UnknownFileError(ReleaseCacheError, KeyError, ValueError):
+    """A file id or metadata name is not listed in the loaded manifest.
+
+    Also a :class:`ValueError` (AllenSDK's exception for this) and a
+    :class:`KeyError` (a lookup that failed).
+    """
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
@@ -79,8 +159,8 @@ class TransientRemoteError(RemoteError):
         Seconds the server asked us to wait (``Retry-After``), if any.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, retry_after: float | None = None, **context: object) -> None:
+        super().__init__(message, **context)
         self.retry_after = retry_after
 
 
@@ -107,8 +187,11 @@ class OfflineError(ReleaseCacheError):
     """The cache has no remote (``from_local_cache``) and the file is not cached."""
 
 
-class IntegrityError(ReleaseCacheError):
-    """Downloaded bytes do not match the manifest (hash, size or version id)."""
+class IntegrityError(ReleaseCacheError, RuntimeError):
+    """Downloaded bytes do not match the manifest (hash, size or version id).
+
+    A :class:`RuntimeError`, as AllenSDK raises when a download never matches its hash.
+    """
 
     #: True if downloading again cannot help (the server holds other content).
     permanent = False
@@ -122,19 +205,24 @@ class VersionMismatchError(IntegrityError):
     path
         The file's path in the release.
     expected, actual
-        The version id the manifest pins, and the one the server sent.
+        The version id the manifest pins, and the one the server sent (``got``
+        is the same as ``actual``, like every error's context).
     """
 
     permanent = True
+    actual: str | None = None
 
-    def __init__(self, message: str, *, path: str | None = None, expected: str | None = None,
-                 actual: str | None = None) -> None:
-        super().__init__(message)
-        self.path, self.expected, self.actual = path, expected, actual
+    def __init__(self, message: str, *, expected: str | None = None, actual: str | None = None,
+                 **context: object) -> None:
+        super().__init__(message, expected=expected, got=actual, **context)
+        self.actual = actual
 
 
-class DownloadError(ReleaseCacheError):
-    """A download failed after all retries; names the file, attempts and last cause."""
+class DownloadError(ReleaseCacheError, RuntimeError):
+    """A download failed after all retries; names the file, attempts and last cause.
+
+    A :class:`RuntimeError`, as AllenSDK raises when it gives up on a download.
+    """
 
 
 class Interrupted(KeyboardInterrupt):
@@ -180,12 +268,22 @@ class StorageError(ReleaseCacheError, OSError):
     }
 
     @classmethod
-    def from_os_error(cls, exc: OSError, what: str) -> "StorageError":
-        """A StorageError for ``exc`` met while doing ``what``, with a hint of what to do."""
+    def from_os_error(cls, exc: OSError, what: str, **context: object) -> "StorageError":
+        """A StorageError for ``exc`` met while doing ``what``, with a hint of what to do.
+
+        ``context`` sets the error's context attributes; ``path`` defaults to the
+        file the operating system names in ``exc``.
+        """
         hint = cls._HINTS.get(exc.errno or 0, exc.strerror or str(exc))
-        err = cls(exc.errno or 0, f"{what}: {hint}")
+        if context.get("path") is None and isinstance(exc.filename, (str, bytes, os.PathLike)):
+            context["path"] = os.fsdecode(exc.filename)
+        err = cls(exc.errno or 0, f"{what}: {hint}", **context)
         err.__cause__ = exc
         return err
+
+
+class ReadOnlyCacheError(StorageError):
+    """A file is needed that a read-only cache (e.g. one owned by another user) does not hold."""
 
 
 class SourceLayoutError(ReleaseCacheError, ValueError):
@@ -204,11 +302,21 @@ class VersioningDisabledError(ReleaseCacheError, ValueError):
     """A bucket to publish into has no object versioning, so files could not be pinned."""
 
 
-class UnknownSessionError(ReleaseCacheError, KeyError):
-    """A session or probe id is not in the metadata tables (or has no file)."""
+class UnknownSessionError(ReleaseCacheError, KeyError, ValueError):
+    """A session or probe id is not in the metadata tables (or has no file).
+
+    A :class:`KeyError` (AllenSDK's table lookup raises one) and a :class:`ValueError`.
+    """
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+# --- arguments -------------------------------------------------------------
+
+
+class InvalidArgumentError(ReleaseCacheError, TypeError, ValueError):
+    """An argument has the wrong type or an unusable value; the message names the argument."""
 
 
 # --- warnings --------------------------------------------------------------
@@ -220,6 +328,11 @@ class OutdatedManifestWarning(UserWarning):
 
 class MissingLocalManifestWarning(UserWarning):
     """A file expected in the cache was not found where the manifest says."""
+
+
+class LockFallbackWarning(UserWarning):
+    """The cache's filesystem has no OS locks that exclude other processes (or other hosts),
+    so lease-based soft locks are used instead; the message names the filesystem."""
 
 
 class PublisherWarning(UserWarning):

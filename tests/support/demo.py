@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,7 +22,11 @@ from .s3server import S3Server, publish_fixture
 
 
 def _say(title: str) -> None:
-    print(f"\n\033[1m== {title}\033[0m")
+    # Bold only on a terminal: piped or logged output gets no escape codes.
+    if sys.stdout.isatty():
+        print(f"\n\033[1m== {title}\033[0m")
+    else:
+        print(f"\n== {title}")
 
 
 def _tree(root: Path, below: str, limit: int = 6) -> None:
@@ -36,7 +41,7 @@ def _tree(root: Path, below: str, limit: int = 6) -> None:
                 return
 
 
-def run(workdir: Path) -> None:
+def run(workdir: Path, *, temporary: bool = False) -> None:
     from .fixtures.vbn import build_vbn_release
     from releasecache.vbn.project import BUCKET_NAME, PROJECT_NAME, ProjectCache
 
@@ -100,7 +105,12 @@ def run(workdir: Path) -> None:
         print(f"  current manifest: {offline.current_manifest()}; "
               f"{len(offline.get_ecephys_session_table(filter_abnormalities=False))} ecephys sessions")
     print("\nDone. The cache directory is the index: blobs/ holds each content once, verified and read-only;")
-    print(f"<project>-<version>/ holds the familiar paths as relative links. Explore it: {cache_dir}")
+    print("<project>-<version>/ holds the familiar paths as relative links.")
+    if temporary:
+        print(f"The demo's cache was in a temporary directory ({cache_dir}) and is removed now; to keep it and "
+              "explore it, run: make demo DEMO_DIR=/some/dir  (or python -m tests.support.demo --workdir /some/dir)")
+    else:
+        print(f"Explore it: {cache_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         run(args.workdir)
     else:
         with tempfile.TemporaryDirectory(prefix="releasecache-demo-") as tmp:
-            run(Path(tmp))
+            run(Path(tmp), temporary=True)
 
 
 if __name__ == "__main__":

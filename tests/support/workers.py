@@ -90,7 +90,8 @@ def gc_loop(settings: dict[str, Any]) -> None:
     print("ready", flush=True)
     while not os.path.exists(settings["stop_file"]):
         try:
-            report = cache.gc(keep=settings["keep"], dry_run=False, partial_age_days=0)
+            report = cache.gc(keep=settings["keep"], dry_run=False, partial_age_days=0,
+                              window_days=settings.get("window_days"))
             busy.update(report.busy)
             deleted += len(report.deleted_blobs)
         except Exception as exc:
@@ -127,14 +128,15 @@ def constrained_fetch(settings: dict[str, Any]) -> None:
 
 
 def hold_lock(settings: dict[str, Any]) -> None:
-    """Hold a blob lock (``lock`` path, ``kind``, ``lease``) for ``seconds``; print 'held' and 'released'."""
+    """Hold a blob lock (``lock`` path, ``kind`` (default: auto), ``lease``) for ``seconds``;
+    print 'held' and 'released'."""
     from pathlib import Path
 
     from releasecache.store.locks import BlobLock
 
     path = Path(settings["lock"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = BlobLock(path, path.with_suffix(".owner"), kind=settings.get("kind", "posix"),
+    lock = BlobLock(path, path.with_suffix(".owner"), kind=settings.get("kind"),
                     lease=settings.get("lease", 120.0))
     lock.acquire(timeout=60)
     print("held", flush=True)
@@ -145,7 +147,26 @@ def hold_lock(settings: dict[str, Any]) -> None:
     print("released", flush=True)
 
 
-ACTIONS = {"prefetch_forever": prefetch_forever, "gc_loop": gc_loop, "constrained_fetch": constrained_fetch,
+def hold_reading(settings: dict[str, Any]) -> None:
+    """Read data file ``file_id`` inside ``cache.reading()`` until ``stop_file`` exists; print 'reading'."""
+    cache = open_cache(settings)
+    with cache.reading(cache.data_entry(settings["file_id"])) as path:
+        with open(path, "rb") as fh:
+            fh.read(1)
+            print("reading", flush=True)
+            deadline = time.monotonic() + settings.get("seconds", 60)
+            while not os.path.exists(settings["stop_file"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            fh.read()
+    print("done", flush=True)
+
+
+def fetch(settings: dict[str, Any]) -> None:
+    """:func:`fetch_and_verify` as a command: print its result as JSON."""
+    print(json.dumps(fetch_and_verify(settings)), flush=True)
+
+
+ACTIONS = {"fetch": fetch, "hold_reading": hold_reading, "prefetch_forever": prefetch_forever, "gc_loop": gc_loop, "constrained_fetch": constrained_fetch,
            "hold_lock": hold_lock}
 
 

@@ -60,7 +60,7 @@ def test_lock_kind_comes_from_the_argument_then_the_environment(monkeypatch):
     monkeypatch.setenv("RELEASECACHE_LOCK_KIND", "soft")
     assert resolve_lock_kind(None) == "soft" and resolve_lock_kind("posix") == "posix"
     monkeypatch.delenv("RELEASECACHE_LOCK_KIND")
-    assert resolve_lock_kind(None) == "posix"
+    assert resolve_lock_kind(None) == "auto"  # probe the filesystem when the cache is opened
     with pytest.raises(ValueError):
         resolve_lock_kind("flock")
 
@@ -78,8 +78,9 @@ def test_owner_records_tell_running_gone_and_elsewhere(tmp_path):
 
 def test_a_planted_symlink_lock_is_not_followed(tmp_path):
     (tmp_path / "elsewhere").write_text("")
-    (tmp_path / "p.lock").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "p.lease").symlink_to(tmp_path / "elsewhere")  # where a soft lock's marker goes
     lock = BlobLock(tmp_path / "p.lock", tmp_path / "p.owner", kind="soft")
+    assert lock.lock_path == tmp_path / "p.lease"
     assert lock.acquire(timeout=5)  # the link is removed, never written through
     lock.release()
-    assert (tmp_path / "elsewhere").read_text() == "" and not (tmp_path / "p.lock").is_symlink()
+    assert (tmp_path / "elsewhere").read_text() == "" and not (tmp_path / "p.lease").is_symlink()

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from ..errors import OfflineError, UnknownFileError
 from ..manifest import Manifest, match_manifest_name
@@ -125,8 +125,16 @@ class AuditDiff(ManifestDiff):
         on first access (from the cache, fetching what is missing).
     """
 
+    def __new__(cls, base: ManifestDiff, cache: "CloudCache", old: Manifest, new: Manifest) -> "AuditDiff":
+        # a ManifestDiff is a str: its text is fixed here, from the base diff
+        return super().__new__(cls, base.old_version, base.new_version, base.changes,
+                               old_name=base.old_name, new_name=base.new_name)
+
     def __init__(self, base: ManifestDiff, cache: "CloudCache", old: Manifest, new: Manifest) -> None:
-        super().__init__(base.old_version, base.new_version, list(base.changes), dict(base.details))
+        super().__init__(base.old_version, base.new_version, list(base.changes), dict(base.details),
+                         old_name=base.old_name, new_name=base.new_name)
+        #: Called with the fetch plan's summary before missing files are downloaded.
+        self.announce: Callable[[str], None] = log.warning
         self.cache = cache
         self.old_manifest = old
         self.new_manifest = new
@@ -183,7 +191,7 @@ class AuditDiff(ManifestDiff):
                 raise OfflineError("the content diff needs files this offline cache does not hold: "
                                    + ", ".join(e.relative_path for e in missing))
             plan = FetchPlan([PlannedFetch(self._version_of(e), e.relative_path, self._size(e), e) for e in missing])
-            log.warning("%s", plan.summary())
+            self.announce(plan.summary())
             for entry in missing:
                 self.cache.transfer.fetch(self.cache.remote, entry)
         paths = []

@@ -5,6 +5,7 @@ a :class:`~releasecache.manifest.Manifest`, a cache) and does one job:
 prefetch, record, verify, gc, du, adopt, publish.
 """
 
+from .attributes import CacheFileAttributes
 from .cloud import CloudCache
 
-__all__ = ["CloudCache"]
+__all__ = ["CacheFileAttributes", "CloudCache"]

@@ -302,6 +302,7 @@ def adopt(
     jobs: int = 4,
     dry_run: bool = False,
     progress: bool = False,
+    in_place: bool = False,
 ) -> AdoptReport:
     """Adopt the files of an AllenSDK cache or a bucket copy into ``cache``; see the module docs.
 
@@ -326,6 +327,10 @@ def adopt(
         Hash and report only; write nothing.
     progress
         Show a progress bar of bytes hashed.
+    in_place
+        ``directory`` is the cache directory itself: adopt the files found at
+        its own version paths (what
+        :meth:`~releasecache.cache.CloudCache.construct_local_manifest` does).
 
     Returns
     -------
@@ -336,16 +341,23 @@ def adopt(
     if cache.store.read_only and not dry_run:
         raise StorageError(errno.EROFS, f"the cache {cache.cache_dir} is read-only; cannot adopt into it")
     given = Path(directory).expanduser().absolute()
-    if given == cache.cache_dir or cache.cache_dir in given.parents or given in cache.cache_dir.parents:
+    if in_place:
+        if given != cache.cache_dir:
+            raise SourceLayoutError(f"in_place adopts from the cache directory {cache.cache_dir}, not {given}")
+        layout, root = "allensdk", given
+    elif given == cache.cache_dir or cache.cache_dir in given.parents or given in cache.cache_dir.parents:
         raise SourceLayoutError(f"{given} overlaps the cache directory {cache.cache_dir}; adopt from elsewhere")
-    layout, root = detect_layout(given, cache.project)
+    else:
+        layout, root = detect_layout(given, cache.project)
     report = AdoptReport(layout=layout, source=str(root), dry_run=dry_run)
     local = _local_manifests(layout, root, cache.project)
     if manifests is not None:
         names = _resolve_names(cache, list(manifests), local)
     elif layout == "allensdk":
         versions = sorted(_version_dirs(root, cache.project))
-        if not versions:
+        if not versions and in_place:
+            versions = []  # nothing downloaded yet: nothing to index
+        elif not versions:
             raise SourceLayoutError(f"{root} has no {cache.project}-<version>/ folders to adopt")
         names = _resolve_names(cache, versions, local)
     else:

@@ -22,8 +22,8 @@ Use is recorded cheaply: loading a manifest writes ``.usage/<manifest name>``
 (its mtime is the last use) at most once per :data:`USAGE_INTERVAL`; a cache hit
 writes nothing. A blob's last use is the newest usage stamp of the manifests
 that list it, then its publish time. If the budget cannot be met without
-touching pinned or busy blobs, the download is refused with a
-:class:`~releasecache.errors.StorageError` before any byte is written.
+touching pinned or busy blobs, nothing is evicted and the download is refused
+with a :class:`~releasecache.errors.StorageError` before any byte is written.
 """
 
 from __future__ import annotations
@@ -33,16 +33,17 @@ import fcntl
 import logging
 import os
 import re
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from ..config import ENV_MAX_SIZE
+from ..config import DEFAULT_USAGE_INTERVAL
 from ..errors import StorageError
 from ..store.views import downloaded_manifests
-from ..utils import human_bytes
+from ..utils import atomic_write, human_bytes
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -50,9 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("releasecache")
 
 #: Seconds between two writes of one manifest's usage stamp.
-USAGE_INTERVAL = 3600.0
-#: Environment variable for the default budget.
-MAX_SIZE_ENV = ENV_MAX_SIZE
+USAGE_INTERVAL = DEFAULT_USAGE_INTERVAL
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "p": 10**15, "pb": 10**15, "kib": 2**10, "mib": 2**20, "gib": 2**30,
@@ -116,13 +115,29 @@ def touch_usage(store: "Store", manifest_name: str, *, interval: float = USAGE_I
         return False
     try:
         path.parent.mkdir(exist_ok=True)
-        with open(path, "a"):
-            pass
-        os.utime(path, (now, now))
+        _stamp(path, now)
         return True
     except OSError as exc:
         log.debug("cannot record the use of %s: %s", manifest_name, exc)
         return False
+
+
+def _stamp(path: Path, now: float) -> None:
+    """Set the stamp's mtime to ``now``, also when another user of a shared cache wrote it."""
+    try:
+        with open(path, "a"):
+            pass
+        os.utime(path, (now, now))  # explicit times: only the owner may
+        return
+    except PermissionError:
+        pass
+    try:
+        os.utime(path, None)  # "now": write permission is enough
+        return
+    except OSError:
+        pass
+    atomic_write(path, b"")  # neither: a stamp of our own in its place (the directory is writable)
+    os.utime(path, (now, now))
 
 
 def read_usage(store: "Store") -> dict[str, float]:
@@ -183,12 +198,45 @@ def read_lease(path: str | os.PathLike[str]) -> Iterator[int]:
         os.close(fd)
 
 
+def lease_open_file(fobj: Any) -> Any:
+    """Put a read lease (a shared ``flock``) on an open local file; it lasts until the file is closed."""
+    fcntl.flock(fobj.fileno(), fcntl.LOCK_SH)
+    return fobj
+
+
 def _being_read(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return False
     except BlockingIOError:
         return True
+
+
+# -- reservations: downloads in flight in this process -----------------------------------------
+
+_RESERVE_LOCK = threading.Lock()
+_RESERVED: dict[str, dict[str, int]] = {}
+
+
+@contextmanager
+def reserving(store: "Store", file_hash: str, size: int) -> Iterator[dict[str, int]]:
+    """Hold the process's budget lock; yields ``{hash: size}`` of the other downloads in flight in ``store``.
+
+    Pass it to :func:`evict` as ``in_flight``. If the body returns normally (it
+    decided the file fits), ``size`` stays reserved until :func:`release`; on
+    an exception nothing is reserved.
+    """
+    key = str(store.root)
+    with _RESERVE_LOCK:
+        pending = _RESERVED.setdefault(key, {})
+        yield dict(pending)
+        pending[file_hash] = size
+
+
+def release(store: "Store", file_hash: str) -> None:
+    """Give back a reservation once its download has finished (or failed)."""
+    with _RESERVE_LOCK:
+        _RESERVED.get(str(store.root), {}).pop(file_hash, None)
 
 
 # -- eviction ---------------------------------------------------------------------------------
@@ -287,7 +335,7 @@ def _links_to(store: "Store", views: list[tuple[str, str]]) -> list[Path]:
 
 
 def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Iterable[str] = (),
-          protect: Iterable[str] = (), dry_run: bool = False) -> EvictionReport:
+          protect: Iterable[str] = (), dry_run: bool = False, in_flight: dict[str, int] | None = None) -> EvictionReport:
     """Evict least-recently-used blobs until ``incoming`` more bytes fit in ``max_size``.
 
     Parameters
@@ -304,6 +352,9 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
         Further blob hashes that must stay (e.g. the files this process handed out).
     dry_run
         Only report what would go.
+    in_flight
+        ``{hash: size}`` of other downloads under way (:func:`reserving`); those
+        not yet published count as incoming, the published ones count once, as blobs.
     """
     blobs: dict[str, tuple[Path, os.stat_result]] = {}
     for file_hash, path in store.iter_blobs():
@@ -312,6 +363,7 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
         except OSError:
             continue
     total = sum(st.st_size for _, st in blobs.values())
+    incoming += sum(n for h, n in (in_flight or {}).items() if h not in blobs)
     names = sorted({*pinned(store), *pinned_names})
     report = EvictionReport(max_size, incoming, total, total, dry_run, names)
     if total + incoming <= max_size:
@@ -336,6 +388,8 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
         last = max((usage.get(n, 0.0) for n in users), default=0.0)
         candidates.append((last, st.st_mtime, file_hash, Candidate(file_hash, st.st_size, last, users)))
     candidates.sort(key=lambda c: (c[0], c[1], c[2]))
+    if total - sum(c[3].size for c in candidates) + incoming > max_size:
+        return report  # cannot fit even with every candidate gone: evict nothing in vain
     for _, _, file_hash, candidate in candidates:
         if report.total_after + incoming <= max_size:
             break
@@ -370,5 +424,5 @@ def evict(store: "Store", max_size: int, *, incoming: int = 0, pinned_names: Ite
     return report
 
 
-__all__ = ["Candidate", "EvictionReport", "MAX_SIZE_ENV", "USAGE_INTERVAL", "evict", "parse_size", "pin", "pinned",
-           "read_lease", "read_usage", "touch_usage", "unpin"]
+__all__ = ["Candidate", "EvictionReport", "USAGE_INTERVAL", "evict", "parse_size", "pin", "pinned",
+           "lease_open_file", "read_lease", "read_usage", "touch_usage", "unpin"]

@@ -8,19 +8,39 @@ any file that is not yet in the store.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_USAGE_LOG
-from ..errors import ManifestNotFoundError, NoManifestLoadedError, OfflineError, OutdatedManifestWarning
-from ..manifest import FileEntry, Manifest, ManifestDiff, check_relative_path, compare_manifests, sort_manifest_names
+from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_MAX_SIZE, ENV_USAGE_LOG, env
+from ..errors import (
+    InvalidArgumentError,
+    ManifestNotFoundError,
+    MissingLocalManifestWarning,
+    NoManifestLoadedError,
+    OfflineError,
+    OutdatedManifestWarning,
+    StorageError,
+)
+from ..manifest import (
+    FileEntry,
+    Manifest,
+    ManifestDiff,
+    check_relative_path,
+    compare_manifests,
+    match_manifest_name,
+    resolve_manifest_spec,
+    sort_manifest_names,
+)
 from ..remote import Remote, make_remote
 from ..store import Store
 from ..transfer import Transfer, TransferConfig
-from . import catalogue, du, gc, prefetch, record, verify
+from ..utils import warn_user
+from . import budget, catalogue, du, gc, prefetch, record, verify
+from .attributes import CacheFileAttributes
 from .fetch import ensure_entry
 from .usage import UsageRecorder
 
@@ -30,6 +50,7 @@ if TYPE_CHECKING:
     from .gc import GCReport
     from .prefetch import PrefetchPlan, PrefetchReport
     from .verify import VerifyReport
+    from .adopt import AdoptReport
 
 log = logging.getLogger("releasecache")
 
@@ -63,8 +84,23 @@ class CloudCache:
         reach their blobs (``"symlink"``, ``"hardlink"``, ``"copy"``); see
         :mod:`releasecache.store.layers`.
     lock_kind, lock_lease
-        ``"posix"`` (default) or ``"soft"`` per-blob locks, and the soft locks'
-        lease in seconds; see :mod:`releasecache.store.locks`.
+        ``"auto"`` (default: probe whether the filesystem's locks exclude, and
+        fall back to soft locks with a warning where they do not), ``"posix"``
+        or ``"soft"`` per-blob locks, and the soft locks' lease in seconds; see
+        :mod:`releasecache.store.locks`.
+    integrity
+        What is checked when a file already in the cache is handed out:
+        ``"never"`` (default; ``$RELEASECACHE_INTEGRITY``), ``"fast"`` (its size
+        and verification stamp; hashed if they changed) or ``"full"`` (hashed,
+        once per process). A file that fails is moved aside and downloaded again.
+    max_size
+        A size budget for the blob store (``"400GB"`` or bytes; default
+        ``$RELEASECACHE_MAX_SIZE``, else none): a download that would exceed it
+        first evicts least-recently-used blobs that no pinned manifest lists;
+        see :mod:`releasecache.cache.budget`.
+    ui_name
+        The class name warnings tell the user to call (``ProjectCache.load_manifest(...)``);
+        defaults to this object's class name.
     """
 
     def __init__(
@@ -82,8 +118,21 @@ class CloudCache:
         layer_link: str = "symlink",
         lock_kind: str | None = None,
         lock_lease: float = DEFAULT_LOCK_LEASE,
+        integrity: str | None = None,
+        max_size: int | str | None = None,
+        ui_name: str | None = None,
     ) -> None:
+        if not isinstance(cache_dir, (str, os.PathLike)):
+            raise InvalidArgumentError(f"cache_dir must be a path (str or os.PathLike), got "
+                                       f"{type(cache_dir).__name__} {cache_dir!r}")
         check_relative_path(project, what="project name")
+        self.integrity = verify.resolve_integrity(integrity)
+        if max_size is None:
+            max_size = env(ENV_MAX_SIZE)
+        try:
+            self.max_size: int | None = None if max_size is None else budget.parse_size(max_size)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"max_size: {exc}") from None
         self.project = project
         self.remote = remote
         self.store = Store(cache_dir, read_only=read_only, lock_timeout=lock_timeout, layers=list(layers),
@@ -95,6 +144,10 @@ class CloudCache:
         # Files returned by ensure() in this process, for used_files() / write_record().
         self.usage = UsageRecorder()
         self.usage_log = os.fspath(usage_log) if usage_log else os.environ.get(ENV_USAGE_LOG) or None
+        self.ui_name = ui_name or type(self).__name__
+        # The latest manifest the outdated-manifest warning was last given for (once per cache and latest).
+        self._warned_latest: str | None = None
+        self._warn_of_allensdk_files()
 
     # -- constructors -----------------------------------------------------------
 
@@ -151,6 +204,20 @@ class CloudCache:
         """True if there is no remote (``from_local_cache``)."""
         return self.remote is None
 
+    @property
+    def project_name(self) -> str:
+        """The project name (AllenSDK's name for :attr:`project`)."""
+        return self.project
+
+    def _warn_of_allensdk_files(self) -> None:
+        """Warn once per directory that files an AllenSDK cache left here are not in the store yet."""
+        root = self.store.root
+        if not any((root / name).is_file() for name in ("_downloaded_data.json", "_manifest_last_used.txt")):
+            return
+        if self.store.read_state().get("allensdk_files_indexed"):
+            return
+        warn_user(catalogue.missing_local_manifest_message(self.ui_name, str(root)), MissingLocalManifestWarning)
+
     # -- manifests ----------------------------------------------------------------
 
     def list_manifest_file_names(self, *, refresh: bool = False) -> list[str]:
@@ -187,13 +254,13 @@ class CloudCache:
     def latest_known_manifest(self) -> str | None:
         """The newest manifest: the remote's when online, else the newest downloaded one (or None)."""
         if self.remote is None:
-            return self.latest_downloaded_manifest_file()
+            return self.latest_downloaded_manifest_file() or None
         return self.latest_manifest_file()
 
-    def latest_downloaded_manifest_file(self) -> str | None:
-        """The newest manifest already in the cache, or None."""
+    def latest_downloaded_manifest_file(self) -> str:
+        """The newest manifest already in the cache, or ``''`` if there is none (as in AllenSDK)."""
         names = self.list_all_downloaded_manifests()
-        return names[-1] if names else None
+        return names[-1] if names else ""
 
     def current_manifest(self) -> str | None:
         """The name of the loaded manifest, or None."""
@@ -226,30 +293,55 @@ class CloudCache:
         """Names of the loaded manifest's metadata files."""
         return self.manifest.metadata_file_names
 
+    def resolve_manifest_name(self, spec: str) -> str:
+        """The manifest name ``spec`` means: a manifest name, or a version (``"0.4.0"``, ``"v0.4.0"``).
+
+        ``"latest"`` and ``"last"`` work as on the command line.
+
+        Raises
+        ------
+        ManifestNotFoundError
+            If no manifest of that name or version exists (a ``ValueError``);
+            the message lists the valid names.
+        """
+        if not isinstance(spec, str):
+            raise InvalidArgumentError(f"a manifest name or version (str) is expected, got {type(spec).__name__} "
+                                       f"{spec!r}")
+        return resolve_manifest_spec(spec, names=self.known_manifest_names, latest=self.latest_known_manifest,
+                                     last=self.last_used_manifest_file, project=self.project)
+
     def get_manifest(self, name: str) -> Manifest:
-        """Read a manifest by name: from the cache if present, else fetch, validate and save it.
+        """Read a manifest by name or version: from the cache if present, else fetch, validate and save it.
 
         Nothing is written unless the manifest is valid.
         """
-        return catalogue.read_manifest(self.store, self.remote, self.project, name, available=self._remote_names)
+        return catalogue.read_manifest(self.store, self.remote, self.project, self.resolve_manifest_name(name),
+                                       available=self._remote_names)
+
+    def _latest_or(self, name: str) -> str:
+        try:
+            return self.latest_known_manifest() or name
+        except ManifestNotFoundError:
+            return name
 
     def load_manifest(self, name: str) -> Manifest:
-        """Load a manifest by name and make it current.
+        """Load a manifest by name (or version, ``"0.4.0"``) and make it current.
 
         Warns :class:`~releasecache.errors.OutdatedManifestWarning` if a newer
-        manifest exists, with the calls that show the differences and load the latest.
+        manifest exists, with the calls that show the differences and load the
+        latest: once per cache object and latest manifest, as AllenSDK does.
         """
+        name = self.resolve_manifest_name(name)
         manifest = self.get_manifest(name)
         if manifest.project_name != self.project:
             log.warning("manifest %s names project %r, this cache is for %r", name, manifest.project_name, self.project)
         self._manifest = manifest
         catalogue.remember_last_used(self.store, self.project, name)
-        try:
-            latest = self.latest_manifest_file()
-        except ManifestNotFoundError:
-            latest = name
-        if latest != name:
-            warnings.warn(catalogue.outdated_message(name, latest), OutdatedManifestWarning, stacklevel=2)
+        budget.touch_usage(self.store, manifest.name or name)  # gc's window and the size budget read it
+        latest = self._latest_or(name)
+        if latest != name and latest != self._warned_latest:
+            self._warned_latest = latest
+            warn_user(catalogue.outdated_message(self.ui_name, name, latest), OutdatedManifestWarning)
         self._on_manifest_loaded(manifest)
         return manifest
 
@@ -257,34 +349,63 @@ class CloudCache:
         """Hook for subclasses and facades (e.g. to drop cached tables)."""
 
     def load_latest_manifest(self) -> Manifest:
-        """Load the newest manifest."""
-        return self.load_manifest(self.latest_manifest_file())
+        """Load the newest manifest.
+
+        Warns :class:`~releasecache.errors.OutdatedManifestWarning` when that
+        moves past the newest manifest this cache directory used before (files
+        that changed between the two will download again).
+        """
+        latest = self.latest_manifest_file()
+        previous = catalogue.newest_used(self.store, self.project)
+        if previous is not None and previous != latest and sort_manifest_names({previous, latest})[-1] == latest:
+            warn_user(catalogue.moved_past_message(self.ui_name, latest, previous), OutdatedManifestWarning)
+        return self.load_manifest(latest)
 
     def last_used_manifest_file(self) -> str | None:
         """The manifest loaded last time in this cache directory, if recorded."""
         return catalogue.last_used(self.store, self.project)
 
     def load_last_manifest(self) -> Manifest:
-        """Load the manifest used last in this cache directory, else the latest."""
-        name = self.last_used_manifest_file()
-        if name is not None:
-            try:
-                return self.load_manifest(name)
-            except ManifestNotFoundError:
-                log.warning("last used manifest %s is gone; loading the latest", name)
-        if self.remote is None:
-            latest = self.latest_downloaded_manifest_file()
+        """Load the manifest used last in this cache directory, else the latest.
+
+        As in AllenSDK: if it is not the latest, an
+        :class:`~releasecache.errors.OutdatedManifestWarning` says so (and loading
+        it warns no more); a record that is damaged or names no manifest of the
+        dataset warns (``UserWarning``) and the latest is loaded.
+        """
+        name, damage = catalogue.last_used_record(self.store, self.project)
+        if name is not None and name not in self.known_manifest_names():
+            damage = name
+        if name is None or damage is not None:
+            latest = self.latest_known_manifest()
             if latest is None:
                 raise ManifestNotFoundError(f"the offline cache {self.store.root} holds no manifest of {self.project!r}")
+            if damage is not None:
+                warn_user(catalogue.damaged_record_message(damage, latest), UserWarning)
             return self.load_manifest(latest)
-        return self.load_latest_manifest()
+        latest = self._latest_or(name)
+        if latest != name:
+            self._warned_latest = latest
+            warn_user(catalogue.last_is_outdated_message(self.ui_name, name, latest, online=self.remote is not None),
+                      OutdatedManifestWarning)
+        return self.load_manifest(name)
 
     def compare_manifests(self, manifest_0_name: str, manifest_1_name: str) -> ManifestDiff:
-        """What changed from one manifest to another (fetching them if needed).
+        """What changed from one manifest to another (names or versions; fetched if needed).
 
-        ``print()`` the result for the familiar report (``project_metadata/units.csv changed``).
+        Returns AllenSDK's report as a ``str`` (``print()`` it), which also
+        carries the structured changes; see :class:`~releasecache.manifest.ManifestDiff`.
         """
         return compare_manifests(self.get_manifest(manifest_0_name), self.get_manifest(manifest_1_name))
+
+    def summarize_comparison(self, manifest_0_name: str, manifest_1_name: str) -> dict[str, list[tuple[str, str]]]:
+        """AllenSDK's summary of :meth:`compare_manifests`: ``{"metadata_changes": [(path, line)], "data_changes": [...]}``.
+
+        Each ``line`` is one line of the report, e.g. ``("data/f2.txt", "data/f2.txt deleted")``.
+        """
+        diff = self.compare_manifests(manifest_0_name, manifest_1_name)
+        return {"metadata_changes": [(c.path, str(c)) for c in sorted(diff.metadata_changes, key=lambda c: c.path)],
+                "data_changes": [(c.path, str(c)) for c in sorted(diff.data_changes, key=lambda c: c.path)]}
 
     # -- entries ---------------------------------------------------------------
 
@@ -299,17 +420,74 @@ class CloudCache:
     # -- local paths ------------------------------------------------------------
 
     def _local_path(self, entry: FileEntry) -> dict[str, Any]:
-        path = self.store.view_path(self.manifest.view_dir_name, entry.relative_path)
-        return {"local_path": path, "exists": self.store.has_blob(entry.file_hash),
+        """AllenSDK's ``{"local_path", "exists", "file_attributes"}`` (plus hash, version id and URL).
+
+        ``exists`` is True only if ``local_path`` can be opened now. When the
+        content is stored but the version path is missing, the link is made
+        again (a read-only cache points ``local_path`` at the stored file).
+        """
+        store, view_dir = self.store, self.manifest.view_dir_name
+        path = store.view_path(view_dir, entry.relative_path)
+        exists = False
+        if store.has_blob(entry.file_hash):
+            if store.view_is_current(view_dir, entry.relative_path, entry.file_hash):
+                exists = True
+            elif store.read_only:
+                blob = store.find_blob(entry.file_hash)
+                path, exists = (blob, True) if blob is not None else (path, False)
+            else:
+                try:
+                    path, exists = store.link_view(view_dir, entry.relative_path, entry.file_hash), True
+                except StorageError as exc:
+                    log.warning("cannot link %s: %s", path, exc)
+        return {"local_path": path, "exists": exists,
+                "file_attributes": CacheFileAttributes(entry.url, entry.version_id, entry.file_hash, path),
                 "file_hash": entry.file_hash, "version_id": entry.version_id, "url": entry.url}
 
     def data_path(self, file_id: int | str) -> dict[str, Any]:
-        """Where a data file lives in the cache and whether it is there (downloads nothing)."""
+        """Where a data file lives in the cache and whether it is there (downloads nothing).
+
+        Keys as in AllenSDK: ``local_path``, ``exists``, ``file_attributes``
+        (a :class:`~releasecache.cache.CacheFileAttributes`), and also
+        ``file_hash``, ``version_id``, ``url``.
+        """
         return self._local_path(self.data_entry(file_id))
 
     def metadata_path(self, name: str) -> dict[str, Any]:
-        """Where a metadata file lives in the cache and whether it is there (downloads nothing)."""
+        """Where a metadata file lives in the cache and whether it is there (downloads nothing); keys as :meth:`data_path`."""
         return self._local_path(self.metadata_entry(name))
+
+    def get_file_attributes(self, file_id: int | str) -> CacheFileAttributes:
+        """The :class:`~releasecache.cache.CacheFileAttributes` of a data file (downloads nothing)."""
+        entry = self.data_entry(file_id)
+        path = self.store.view_path(self.manifest.view_dir_name, entry.relative_path)
+        return CacheFileAttributes(entry.url, entry.version_id, entry.file_hash, path)
+
+    def construct_local_manifest(self, *, dry_run: bool = False, progress: bool | None = None) -> "AdoptReport":
+        """Re-index this cache directory: bring in files found at version paths, and relink every version path.
+
+        AllenSDK rebuilds its ``_downloaded_data.json`` here. In this cache the
+        directory is the index, so the equivalent is: every regular file found
+        at ``<project>-<version>/<path>`` that the store does not hold yet (for
+        instance one an AllenSDK cache left in this directory) is hashed against
+        the manifest of that version and, if it matches, hard-linked into the
+        store (no extra space, nothing downloaded again); then every version path
+        whose content is stored is linked. Files that do not match are left
+        where they are and reported. Manifests an AllenSDK cache saved at the
+        top of the directory are validated and used.
+
+        Returns
+        -------
+        AdoptReport
+            What was adopted, already present, mismatched, missing, and linked.
+        """
+        from .adopt import adopt  # adopt imports the cache layer's pieces; loaded only when asked for
+
+        report = adopt(self, self.cache_dir, mode="hardlink", dry_run=dry_run, in_place=True,
+                       progress=self.progress if progress is None else progress)
+        if not dry_run:
+            self.store.update_state(allensdk_files_indexed=True)
+        return report
 
     def is_cached(self, entry: FileEntry) -> bool:
         """True if the verified content of ``entry`` is in the store."""
@@ -322,10 +500,45 @@ class CloudCache:
 
         The file is noted for :meth:`used_files` (and the usage log, if any).
         """
-        path = ensure_entry(self.store, self.transfer, self.remote, self.manifest, entry, progress=progress,
-                            show_bar=self.progress)
+        manifest = self.manifest
+        if self.integrity != "never":
+            verify.check_on_open(self.store, entry.file_hash, entry.size, self.integrity)
+        reserved = 0
+        if self.max_size is not None and self.remote is not None and not self.store.read_only \
+                and not self.store.has_blob(entry.file_hash):
+            reserved = self._make_room(entry)
+        try:
+            path = ensure_entry(self.store, self.transfer, self.remote, manifest, entry, progress=progress,
+                                show_bar=self.progress)
+        finally:
+            if reserved:
+                budget.release(self.store, entry.file_hash)
         record.note_used(self, entry)
         return path
+
+    @contextmanager
+    def reading(self, entry: FileEntry) -> Iterator[Path]:
+        """``ensure`` the entry and hold a read lease on its blob while the block runs.
+
+        The lease is a shared ``flock`` on the blob (:func:`releasecache.cache.budget.read_lease`):
+        neither ``gc`` nor the size budget deletes a blob while another process reads it this
+        way (gc reports it as busy). Paths used otherwise are protected by gc's usage window:
+        their manifest was used, so its files stay.
+        """
+        for _attempt in range(3):
+            path = self.ensure(entry)
+            blob = self.store.find_blob(entry.file_hash)
+            if blob is None:
+                continue
+            try:
+                with budget.read_lease(blob):
+                    if self.store.has_blob(entry.file_hash):  # not deleted between ensure and the lease
+                        yield path
+                        return
+            except FileNotFoundError:
+                continue
+        raise StorageError(errno.ENOENT, f"{entry.relative_path}: deleted by a concurrent gc three times "
+                           "before it could be read")
 
     def used_files(self) -> list[dict[str, Any]]:
         """Every file this cache object returned a path for (or streamed), in this process.
@@ -428,24 +641,107 @@ class CloudCache:
 
     # -- maintenance (see releasecache.cache.verify) --------------------------------
 
+    # -- the size budget (see releasecache.cache.budget) ------------------------------
+
+    def _spec_name(self, spec: "str | Manifest") -> str:
+        if isinstance(spec, Manifest):
+            return spec.name or spec.view_dir_name
+        if spec.endswith(".json"):
+            return spec
+        found = match_manifest_name(spec, self.known_manifest_names())
+        if found is None:
+            raise ManifestNotFoundError(f"no manifest of version {spec!r} for {self.project!r}")
+        return found
+
+    def pin(self, manifest: "str | Manifest") -> str:
+        """Pin a manifest (name, version or object): the budget never evicts its files. Returns its name."""
+        name = self._spec_name(manifest)
+        budget.pin(self.store, name)
+        return name
+
+    def unpin(self, manifest: "str | Manifest") -> bool:
+        """Remove a pin; True if there was one."""
+        return budget.unpin(self.store, self._spec_name(manifest))
+
+    def pinned_manifests(self) -> list[str]:
+        """The manifests whose files the budget keeps: the explicit pins plus the current manifest."""
+        current = self.current_manifest() or self.last_used_manifest_file()
+        return sorted({*budget.pinned(self.store), *([current] if current else [])})
+
+    def evict(self, max_size: int | str | None = None, *, incoming: int = 0, dry_run: bool = True,
+              in_flight: dict[str, int] | None = None) -> "budget.EvictionReport":
+        """Evict least-recently-used blobs until ``incoming`` more bytes fit in the budget.
+
+        ``max_size`` defaults to the cache's budget. ``dry_run=True`` (the
+        default) only reports what would go.
+        """
+        limit = self.max_size if max_size is None else budget.parse_size(max_size)
+        if limit is None:
+            raise InvalidArgumentError("no size budget: pass max_size (e.g. '400GB') or set RELEASECACHE_MAX_SIZE")
+        if not dry_run and self.store.read_only:
+            raise StorageError(errno.EROFS, f"cache {self.store.root} is read-only; nothing can be evicted")
+        in_use = {r["file_hash"] for r in self.usage.records() if not r.get("streamed")}
+        return budget.evict(self.store, limit, incoming=incoming, pinned_names=self.pinned_manifests(),
+                            protect=in_use, dry_run=dry_run, in_flight=in_flight)
+
+    def _make_room(self, entry: FileEntry) -> int:
+        """Evict what the budget requires before ``entry`` is downloaded; return the bytes reserved for it.
+
+        Downloads in flight in this process count as incoming, so concurrent
+        downloads (``prefetch``) do not overshoot the budget together.
+
+        Raises
+        ------
+        StorageError
+            If the file cannot fit without evicting pinned, locked or in-use blobs.
+        """
+        assert self.max_size is not None
+        size = entry.size
+        if size is None:
+            size = self.remote.stat(entry.location) if self.remote is not None else 0
+        with budget.reserving(self.store, entry.file_hash, size) as in_flight:
+            report = self.evict(incoming=size, dry_run=False, in_flight=in_flight)
+            if report.fits:
+                return size
+            raise StorageError(errno.ENOSPC, f"{entry.relative_path} ({size} bytes) does not fit in the size budget "
+                               f"of {self.max_size} bytes: {report.total_after} bytes are pinned, locked or in use "
+                               f"(pinned: {', '.join(report.pinned) or 'none'}; {len(report.busy)} busy; "
+                               f"{report.incoming - size} bytes of other downloads in flight); unpin a version "
+                               "or raise max_size")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def check_release(self, *, server: bool = True) -> list[str]:
+        """Publisher mistakes in the saved manifests (and, with ``server``, manifests the bucket now serves changed).
+
+        Each is issued as a :class:`~releasecache.errors.PublisherWarning`; returns the messages.
+        """
+        return catalogue.check_release(self.store, self.remote if server else None, self.project)
+
     def _manifest_arg(self, manifest: "str | Manifest | None") -> "Manifest | None":
         if manifest is None or isinstance(manifest, Manifest):
             return manifest
         return self.get_manifest(manifest)
 
-    def verify(self, manifest: "str | Manifest | None" = None, *, mode: str = "fast") -> "VerifyReport":
+    def verify(self, manifest: "str | Manifest | None" = None, *, mode: str = "fast",
+               max_seconds: float | None = None, max_bytes: int | None = None, resume: bool = True,
+               fix_permissions: bool = False) -> "VerifyReport":
         """Re-check blobs (of one manifest, or all); move corrupt ones aside so they download again.
 
         ``mode="fast"`` checks sizes and publish-time stamps, hashing only blobs
-        whose stamp changed; ``mode="full"`` hashes everything. Returns a
+        whose stamp changed; ``mode="full"`` hashes everything, incrementally:
+        oldest-verified first, within ``max_seconds`` / ``max_bytes`` per run, and
+        a stopped (or killed) pass continues where it stopped (``resume=False``
+        starts over). Modes that lock the cache's group out are reported, and
+        repaired where this user may with ``fix_permissions=True``. Returns a
         :class:`~releasecache.cache.verify.VerifyReport` (``.ok``, ``.corrupt``,
-        ``.missing``, ``.to_dict()``). Every manifest saved in the cache is parsed
-        too; one that no longer does is fetched again and replaced when online
-        (``.damaged_manifests``).
+        ``.missing``, ``.complete``, ``.permissions``, ``.to_dict()``). Every manifest
+        saved in the cache is parsed too; one that no longer does is fetched again and
+        replaced when online (``.damaged_manifests``).
         """
         checked, damaged = catalogue.check_saved_manifests(self.store)
         catalogue.repair_saved_manifests(self.store, self.remote, self.project, damaged)
-        report = verify.verify(self.store, self._manifest_arg(manifest), mode=mode)
+        report = verify.verify(self.store, self._manifest_arg(manifest), mode=mode, max_seconds=max_seconds,
+                               max_bytes=max_bytes, resume=resume, fix_permissions=fix_permissions)
         report.manifests_checked, report.damaged_manifests = checked, damaged
         return report
 
@@ -454,12 +750,15 @@ class CloudCache:
         return du.disk_usage(self.store)
 
     def gc(self, keep: "Iterable[str | Manifest] | None" = None, *, dry_run: bool = True,
-           partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS) -> "GCReport":
+           partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS, window_days: float | None = None) -> "GCReport":
         """Delete blobs no kept manifest needs, and the views of versions not kept.
 
-        ``keep`` defaults to the loaded manifest (else the last used one).
-        Blobs whose lock another process holds are skipped. ``dry_run=True``
-        (the default) only reports. Partial downloads untouched for
+        ``keep`` defaults to the loaded manifest (else the last used one). Every
+        manifest that anybody used in this cache within ``window_days`` (default
+        ``$RELEASECACHE_GC_WINDOW_DAYS``, else 30; 0: only ``keep``) stays too.
+        Blobs whose lock another process holds (downloading, or reading through
+        :meth:`reading`) are skipped. ``dry_run=True`` (the default) only reports,
+        per manifest, what would go and why. Partial downloads untouched for
         ``partial_age_days`` are removed too (None: keep them).
         """
         if keep is None:
@@ -471,4 +770,4 @@ class CloudCache:
             keep = [keep]
         kept = [self._manifest_arg(m) for m in keep]
         return gc.gc(self.store, [m for m in kept if m is not None], self.project, dry_run=dry_run,
-                  partial_age_days=partial_age_days)
+                     partial_age_days=partial_age_days, window_days=window_days)

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import OfflineError, StorageError
+from ..errors import OfflineError, ReadOnlyCacheError, ReleaseCacheError, StorageError
 from ..manifest import FileEntry, Manifest
 from ..remote import Remote
 from ..store import Store
@@ -26,7 +26,19 @@ def ensure_entry(store: Store, transfer: Transfer, remote: Remote | None, manife
     """Make ``entry`` of ``manifest`` present and verified, link its view path, and return that path.
 
     Retried when a concurrent gc or verify removes the blob or view while it is linked.
+    Every library error on the way carries the entry's path, URL, key, version id,
+    hash and manifest (those the layer that raised it did not set already).
     """
+    try:
+        return _ensure_retrying(store, transfer, remote, manifest, entry, progress, show_bar)
+    except ReleaseCacheError as exc:
+        raise exc.fill_context(path=entry.relative_path, url=entry.url, key=entry.key,
+                               version_id=entry.version_id or None, file_hash=entry.file_hash,
+                               manifest=manifest.name)
+
+
+def _ensure_retrying(store: Store, transfer: Transfer, remote: Remote | None, manifest: Manifest, entry: FileEntry,
+                     progress: Callable[[int], None] | None, show_bar: bool) -> Path:
     for _attempt in range(3):
         try:
             path = _ensure_once(store, transfer, remote, manifest, entry, progress, show_bar)
@@ -58,7 +70,11 @@ def _ensure_once(store: Store, transfer: Transfer, remote: Remote | None, manife
             "and this cache is offline; open it with from_s3(...) to download it"
         )
     if store.read_only:
-        raise OfflineError(f"{entry.relative_path} is not in the read-only cache {store.root}")
+        raise ReadOnlyCacheError(
+            errno.EROFS,
+            f"{entry.relative_path} (version {manifest.version}) is not in the cache {store.root}, which is "
+            "read-only for you (another user's cache, or opened with read_only=True); ask its owner to fetch "
+            "it, or use that cache as a read-only layer of a cache of your own (--layer)")
     bar = None if progress is not None else _progress_bar(entry, show_bar)
     try:
         transfer.fetch(remote, entry, progress=progress or (bar.update if bar is not None else None))

@@ -144,7 +144,7 @@ def _append_log(cache: "CloudCache", path: Path, record: dict[str, Any]) -> None
     data = (json.dumps(line, sort_keys=True) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask decides
         try:
             os.write(fd, data)  # one write per line: appends from many processes do not interleave
         finally:
@@ -338,13 +338,18 @@ class RecordCheck:
 
     @property
     def manifest_mismatches(self) -> list[dict[str, Any]]:
-        """Manifests whose bytes differ from the recorded blake2b (or that could not be found)."""
-        return [m for m in self.manifests if not m["ok"]]
+        """Manifests whose bytes differ from the recorded blake2b."""
+        return [m for m in self.manifests if not m["ok"] and m["found"] is not None]
+
+    @property
+    def missing_manifests(self) -> list[dict[str, Any]]:
+        """Manifests neither in the cache nor (when asked) on the server."""
+        return [m for m in self.manifests if m["found"] is None]
 
     @property
     def ok(self) -> bool:
         """True if every file and manifest checked out."""
-        return not (self.missing or self.gone or self.manifest_mismatches)
+        return not (self.missing or self.gone or self.manifest_mismatches or self.missing_manifests)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -357,7 +362,7 @@ class RecordCheck:
         lines = [f"{len(self.files)} files recorded: {len(self.files) - len(self.missing)} in the cache with the "
                  f"recorded hash" + (f", {len(server) - len(self.gone)} of {len(server)} retrievable from the server "
                                      "at the recorded version id" if server else " (server not asked)")]
-        for m in self.manifest_mismatches:
+        for m in self.manifest_mismatches + self.missing_manifests:
             lines.append(f"  manifest {m['name']}: " + ("not found" if m["found"] is None else
                          f"blake2b {m['found'][:16]}… differs from the recorded {str(m['blake2b'])[:16]}…"))
         for f in self.missing:

@@ -27,7 +27,7 @@ progress bars go to standard error.
 
 from __future__ import annotations
 
-from . import adopt, download, maintenance, manifests, publish, record  # noqa: F401 - each registers its commands
+from . import adopt, budget, download, maintenance, manifests, publish, record  # noqa: F401 - each registers its commands
 from .app import EXIT_CODES, cli, exit_code_for
 
 __all__ = ["EXIT_CODES", "cli", "exit_code_for", "main"]

@@ -23,6 +23,7 @@ from ..config import (
     ENV_ENDPOINT_URL,
     ENV_HTTP_URL,
     ENV_LAYERS,
+    ENV_MAX_SIZE,
     ENV_MIRROR,
     ENV_OFFLINE,
     ENV_PROFILE,
@@ -55,6 +56,8 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (E.UnknownSessionError, EXIT_USAGE),
     (E.NoManifestLoadedError, EXIT_USAGE),
     (E.SourceLayoutError, EXIT_USAGE),
+    (E.InvalidArgumentError, EXIT_USAGE),
+    (E.UnknownProbeError, EXIT_USAGE),
     (E.VersionExistsError, EXIT_USAGE),
     (E.VersioningDisabledError, EXIT_USAGE),
     (E.ManifestError, EXIT_INTEGRITY),
@@ -97,6 +100,7 @@ class Settings:
     profile: str | None
     layers: list[Path] = field(default_factory=list)
     progress: bool | None = None
+    max_size: str | None = None
     json: bool = False
 
     @property
@@ -134,6 +138,8 @@ class Settings:
         options: dict[str, Any] = {"transfer_config": config, "progress": self.show_progress}
         if self.layers:
             options["layers"] = list(self.layers)
+        if self.max_size:
+            options["max_size"] = self.max_size
         options.update(kwargs)
         return CloudCache(root, remote, self.project, **options)
 
@@ -219,6 +225,9 @@ def show_warning(message: Any, category: Any, filename: str, lineno: int, file: 
               envvar=ENV_LAYERS,
               help="A read-only cache directory consulted before downloading (repeatable; e.g. a site-wide "
                    "copy). [env: RELEASECACHE_LAYERS, separated by ':']")
+@click.option("--max-size", envvar=ENV_MAX_SIZE, metavar="SIZE",
+              help="A size budget for the cache's blobs (e.g. 400GB): downloads first evict least-recently-used "
+                   "files of versions that are not pinned (see 'pin', 'evict'). [env: RELEASECACHE_MAX_SIZE]")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bars on standard error (default: only when it is a terminal).")
 @click.option("-v", "--verbose", count=True, help="More log messages (-vv for debugging).")
@@ -226,7 +235,7 @@ def show_warning(message: Any, category: Any, filename: str, lineno: int, file: 
 @click.pass_context
 def cli(ctx: click.Context, cache_dir: Path | None, bucket: str, project: str, endpoint_url: str | None,
         http_url: str | None, mirror: Path | None, offline: bool, signed: bool, profile: str | None,
-        layers: tuple[Path, ...], progress: bool | None, verbose: int) -> None:
+        layers: tuple[Path, ...], max_size: str | None, progress: bool | None, verbose: int) -> None:
     """A verified, version-aware local cache of a scientific data release on S3.
 
     By default it reads the public Visual Behavior Neuropixels release
@@ -258,7 +267,8 @@ def cli(ctx: click.Context, cache_dir: Path | None, bucket: str, project: str, e
     warnings.showwarning = show_warning
     ctx.obj = Settings(cache_dir=cache_dir.expanduser() if cache_dir else None, bucket=bucket, project=project,
                        endpoint_url=endpoint_url, http_url=http_url, mirror=mirror, offline=offline, signed=signed,
-                       profile=profile, layers=[p.expanduser() for p in layers], progress=progress)
+                       profile=profile, layers=[p.expanduser() for p in layers], progress=progress,
+                       max_size=max_size)
 
 
 #: The ``--json`` flag every command takes.

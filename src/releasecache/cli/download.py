@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from pathlib import Path
 from typing import Iterable
 
@@ -10,9 +12,9 @@ import click
 from .. import errors as E
 from ..cache import CloudCache
 from ..cache.prefetch import plan, prefetch, shard as take_shard
-from ..cache.record import note_used
+from ..cache.record import check_lock, fill_from_lock, note_used, read_lock
 from ..manifest import FileEntry
-from .app import EXIT_FILES_FAILED, cli, emit_json, human, json_mode, json_option, load_manifest, say
+from .app import EXIT_FILES_FAILED, Settings, cli, emit_json, human, json_mode, json_option, load_manifest, say
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -81,13 +83,17 @@ def select_entries(cache: "CloudCache", *, metadata_only: bool, metadata: bool, 
               help="Ask the remote for sizes the manifest lacks (default: on with --dry-run).")
 @click.option("-j", "--jobs", default=16, show_default=True, type=click.IntRange(1, 256),
               help="Files downloaded at once (each file also uses parallel ranged requests).")
-@click.option("--record", "record_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+@click.option("--record", "from_record", type=click.Path(dir_okay=False, path_type=Path), metavar="RECORD",
+              help="Download exactly the files a reproducibility record (lock) lists, each checked against its "
+                   "manifest and the recorded blake2b, and nothing else (see 'record check').")
+@click.option("--write-record", "record_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Write a reproducibility lock of the selected files to FILE.")
 @json_option
 @click.pass_context
 def download(ctx: click.Context, version: str | None, metadata_only: bool, metadata: bool, file_ids: tuple[str, ...],
              sessions: tuple[int, ...], behavior_sessions: tuple[int, ...], shard: str | None, dry_run: bool,
-             stat_remote: bool | None, jobs: int, record_path: Path | None, as_json: bool) -> None:
+             stat_remote: bool | None, jobs: int, from_record: Path | None, record_path: Path | None,
+             as_json: bool) -> None:
     """Download files of a release version into the cache, verified.
 
     Everything by default; or the metadata only, given sessions or file ids,
@@ -96,6 +102,12 @@ def download(ctx: click.Context, version: str | None, metadata_only: bool, metad
     file failed (each failure is listed).
     """
     settings = json_mode(ctx, as_json)
+    if from_record is not None:
+        if version or metadata_only or file_ids or sessions or behavior_sessions or shard or record_path or dry_run:
+            raise click.UsageError("--record RECORD downloads exactly the recorded files: it takes no selection "
+                                   "(to write a lock of a selection, use --write-record FILE)")
+        _download_record(ctx, settings, from_record)
+        return
     shard_kn = parse_shard(shard)
     if metadata_only and (file_ids or sessions or behavior_sessions):
         raise click.UsageError("--metadata-only does not combine with --file-id / --session")
@@ -126,6 +138,14 @@ def download(ctx: click.Context, version: str | None, metadata_only: bool, metad
             sample = ", ".join(e.relative_path for e in missing[:5]) + (" …" if len(missing) > 5 else "")
             raise E.OfflineError(f"{len(missing)} of the selected files are not in the cache {cache.cache_dir} "
                                  f"and --offline forbids downloading them: {sample}")
+    elif cache.store.read_only:
+        missing = plan(cache, entries).to_fetch
+        if missing:
+            sample = ", ".join(e.relative_path for e in missing[:5]) + (" …" if len(missing) > 5 else "")
+            raise E.ReadOnlyCacheError(
+                errno.EROFS, f"{len(missing)} of the selected files are not in the cache {cache.cache_dir}, which is "
+                f"read-only for you (another user's cache?), so they cannot be downloaded: {sample}; use it as a "
+                "--layer of a cache of your own instead")
     report = prefetch(cache, entries, max_files=jobs, progress=settings.show_progress,
                       stat_remote=bool(stat_remote))
     lock = None
@@ -142,4 +162,19 @@ def download(ctx: click.Context, version: str | None, metadata_only: bool, metad
         if lock is not None:
             say(f"recorded {len(lock['files'])} files in {record_path}")
     if report.failed:
+        ctx.exit(EXIT_FILES_FAILED)
+
+
+def _download_record(ctx: click.Context, settings: Settings, path: Path) -> None:
+    """Fill the cache with exactly the files of a record, then check them against it."""
+    lock = read_lock(path)
+    cache = settings.cache()
+    paths = fill_from_lock(cache, lock, progress=settings.show_progress)
+    check = check_lock(cache, lock, server=False)
+    if settings.json:
+        emit_json({"record": str(path), "files": [str(p) for p in paths], "check": check.to_dict()})
+    else:
+        click.echo(f"{len(paths)} recorded files present and verified in {cache.cache_dir}")
+        click.echo(check.summary())
+    if not check.ok:
         ctx.exit(EXIT_FILES_FAILED)

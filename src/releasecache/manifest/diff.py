@@ -9,7 +9,7 @@ is reported as renamed rather than as one deletion plus one creation.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,27 +45,84 @@ class Change:
         return f"{self.path} {self.kind}"
 
 
-@dataclass
-class ManifestDiff:
-    """The differences from manifest ``old`` to manifest ``new``.
+class ManifestDiff(str):
+    """The differences from manifest ``old`` to manifest ``new``, as AllenSDK's report text.
 
-    ``str(diff)`` gives the familiar text report, one line per change, metadata
-    files first; ``to_frame()`` a table; ``bool(diff)`` is False when the two
-    manifests are equivalent.
+    A ``str`` whose text is exactly what AllenSDK's ``compare_manifests``
+    returns, so ``"units.csv changed" in diff``, ``diff.splitlines()`` and
+    ``print(diff)`` work as they always did::
+
+        Changes going from
+        <old manifest name>
+        to
+        <new manifest name>
+
+        project_metadata/units.csv changed
+        data/ecephys_session_1.nwb renamed data/moved.nwb
+
+    (metadata files first, each group sorted by path; or ``The two manifests
+    are equivalent``). On top of the text it carries the structured changes:
+    :attr:`changes`, :attr:`created`, :attr:`deleted`, :attr:`changed`,
+    :attr:`renamed`, :meth:`to_frame`, :meth:`to_dict`, :meth:`to_markdown`,
+    :meth:`to_json`. Like any non-empty ``str`` it is always true; use
+    :attr:`equivalent` to test for "no changes".
 
     ``details`` maps a changed path to what changed inside the file (a row diff
     of a CSV, a structural diff of an NWB file; see :mod:`releasecache.audit`):
     any object with ``summary_lines()``, ``to_markdown()`` and ``to_dict()``.
-    Every report shows them under their change.
+    ``str()``, ``print()``, :meth:`to_markdown` and :meth:`to_dict` show them
+    under their change; the string's own text (``in``, ``==``,
+    ``splitlines()``) stays AllenSDK's report.
+
+    Parameters
+    ----------
+    old_version, new_version
+        The two manifests' versions.
+    changes
+        The differences.
+    details
+        ``{path: content diff}`` for changed files (added later by audits, too).
+    old_name, new_name
+        The two manifests' file names, used in the report's header (the
+        versions when not given).
     """
 
     old_version: str
     new_version: str
-    changes: list[Change] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict, repr=False)
+    old_name: str
+    new_name: str
+    changes: list[Change]
+    details: dict[str, Any]
+
+    def __new__(cls, old_version: str, new_version: str, changes: "list[Change] | tuple[Change, ...]" = (),
+                details: dict[str, Any] | None = None, *, old_name: str | None = None,
+                new_name: str | None = None) -> "ManifestDiff":
+        changes = list(changes)
+        return super().__new__(cls, _report_text(old_name or old_version, new_name or new_version, changes, {}))
+
+    def __init__(self, old_version: str, new_version: str, changes: "list[Change] | tuple[Change, ...]" = (),
+                 details: dict[str, Any] | None = None, *, old_name: str | None = None,
+                 new_name: str | None = None) -> None:
+        self.old_version, self.new_version = old_version, new_version
+        self.old_name, self.new_name = old_name or old_version, new_name or new_version
+        self.changes = list(changes)
+        self.details = dict(details or {})
+
+    def __reduce__(self) -> tuple[Any, ...]:  # str's own pickling would call __new__ with the text only
+        return (_rebuild, (type(self), self.old_version, self.new_version, self.changes, self.details,
+                           self.old_name, self.new_name))
+
+    def __str__(self) -> str:
+        # the text plus what audits found inside changed files (just the text when there is none)
+        return _report_text(self.old_name, self.new_name, self.changes, self.details)
 
     def _of(self, kind: Kind) -> list[Change]:
         return [c for c in self.changes if c.kind == kind]
+
+    @property
+    def equivalent(self) -> bool:
+        """True if the two manifests list the same content at the same paths."""
+        return not self.changes
 
     @property
     def created(self) -> list[Change]:
@@ -97,26 +154,6 @@ class ManifestDiff:
         """Changes to data files."""
         return [c for c in self.changes if c.section == "data"]
 
-    def __bool__(self) -> bool:
-        return bool(self.changes)
-
-    def __len__(self) -> int:
-        return len(self.changes)
-
-    def __str__(self) -> str:
-        if not self.changes:
-            return EQUIVALENT_TEXT
-        lines: list[str] = []
-        for title, group in (("Changes to metadata files", self.metadata_changes),
-                             ("Changes to data files", self.data_changes)):
-            if group:
-                lines.append(f"{title} ({self.old_version} -> {self.new_version}):")
-                for c in group:
-                    lines.append(str(c))
-                    if c.path in self.details:
-                        lines.extend("    " + line for line in self.details[c.path].summary_lines())
-        return "\n".join(lines)
-
     def to_frame(self) -> "pd.DataFrame":
         """One row per change, with paths, hashes and version ids."""
         columns = [f for f in Change.__dataclass_fields__]
@@ -129,6 +166,8 @@ class ManifestDiff:
         return {
             "old_version": self.old_version,
             "new_version": self.new_version,
+            "old_name": self.old_name,
+            "new_name": self.new_name,
             "equivalent": not self.changes,
             "changes": [{**asdict(c), **({"details": self.details[c.path].to_dict()} if c.path in self.details else {})}
                         for c in self.changes],
@@ -154,6 +193,27 @@ class ManifestDiff:
     def to_json(self) -> str:
         """:meth:`to_dict` as JSON text."""
         return json.dumps(self.to_dict(), indent=2)
+
+
+def _report_text(old_name: str, new_name: str, changes: list[Change], details: dict[str, Any]) -> str:
+    """AllenSDK's report: a header naming both manifests, then one line per change (and any details under it)."""
+    if not changes:
+        return EQUIVALENT_TEXT
+    lines = ["Changes going from", old_name, "to", new_name, ""]
+    for section in ("metadata", "data"):
+        for change in sorted((c for c in changes if c.section == section), key=lambda c: c.path):
+            lines.append(str(change))
+            if change.path in details:
+                lines.extend("    " + line for line in details[change.path].summary_lines())
+    return "\n".join(lines) + "\n"
+
+
+def _rebuild(cls: type, old_version: str, new_version: str, changes: list[Change], details: dict[str, Any],
+             old_name: str, new_name: str) -> "ManifestDiff":
+    """Unpickle a diff (or a subclass) from its parts, without the subclass's own constructor."""
+    self = ManifestDiff.__new__(cls, old_version, new_version, changes, old_name=old_name, new_name=new_name)
+    ManifestDiff.__init__(self, old_version, new_version, changes, details, old_name=old_name, new_name=new_name)
+    return self
 
 
 def _compare_section(old: dict[str, FileEntry], new: dict[str, FileEntry], section: Section) -> list[Change]:
@@ -200,11 +260,12 @@ def compare_manifests(old: Manifest | str | Path, new: Manifest | str | Path) ->
     Returns
     -------
     ManifestDiff
-        ``str()`` of it reads like ``project_metadata/units.csv changed``, one
-        line per change, or "The two manifests are equivalent".
+        A ``str`` with AllenSDK's report text (``project_metadata/units.csv
+        changed``, one line per change, or "The two manifests are
+        equivalent"), plus the structured changes.
     """
     a = old if isinstance(old, Manifest) else Manifest.from_path(old)
     b = new if isinstance(new, Manifest) else Manifest.from_path(new)
     changes = _compare_section(dict(a.metadata_files), dict(b.metadata_files), "metadata")
     changes += _compare_section(dict(a.data_files), dict(b.data_files), "data")
-    return ManifestDiff(a.version, b.version, changes)
+    return ManifestDiff(a.version, b.version, changes, old_name=a.name, new_name=b.name)

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping
 import semver
 
 from ..errors import (
+    ManifestError,
     ManifestParseError,
     ManifestValidationError,
     UnsafePathError,
@@ -39,9 +40,10 @@ REQUIRED_KEYS = (
 )
 ENTRY_KEYS = ("url", "version_id", "file_hash")
 
-_HASH_RE = re.compile(r"^[0-9a-f]{128}$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
-_CONTROL = re.compile(r"[\x00-\x1f]")
+_HASH_RE = re.compile(r"^[0-9a-f]{128}\Z")  # \Z, not $: "$" also matches before a final newline
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\Z")
+# S3 version ids are short URL-safe ASCII; anything else would only fail later, in a request.
+_VERSION_ID_RE = re.compile(r"^[\x21-\x7e]*\Z")
 @dataclass(frozen=True)
 class FileEntry:
     """One file of a release as the manifest pins it.
@@ -78,32 +80,16 @@ class FileEntry:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen = dict(pairs)  # called for every JSON object: let C build it, look closer only if keys collapsed
-    if len(seen) != len(pairs):
-        keys: set[str] = set()
-        for key, _ in pairs:
-            if key in keys:
-                raise ManifestValidationError(f"duplicate JSON key {short_repr(key)}")
-            keys.add(key)
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ManifestValidationError(f"duplicate JSON key {short_repr(key)}")
+        seen[key] = value
     return seen
 
 
-class _Where:
-    """Names an entry in error messages; built only when a message needs it (entries are many)."""
-
-    __slots__ = ("source", "section", "name")
-
-    def __init__(self, source: str, section: str, name: Any) -> None:
-        self.source, self.section, self.name = source, section, name
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.section}[{short_repr(self.name)}]"
-
-    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731 - f-strings format it
-
-
 def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
-    where = _Where(source, section, name)
+    where = f"{source}: {section}[{short_repr(name)}]"
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ManifestValidationError(f"{where}: key must be a short name of letters, digits, '.', '_' or '-'")
     if not isinstance(raw, dict):
@@ -118,7 +104,7 @@ def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
     if not _HASH_RE.match(file_hash):
         raise ManifestValidationError(f"{where}: file_hash must be 128 lowercase hex characters (blake2b)")
     version_id = raw["version_id"]
-    if len(version_id) > 1024 or _CONTROL.search(version_id):
+    if len(version_id) > 1024 or not _VERSION_ID_RE.match(version_id):
         raise ManifestValidationError(f"{where}: version_id is not a plausible S3 version id")
     size = raw.get("size")
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 53):
@@ -126,10 +112,11 @@ def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
     try:
         bucket, key = parse_s3_url(raw["url"])
     except UnsafePathError as exc:
-        raise UnsafePathError(f"{where}: {exc}") from None
+        raise UnsafePathError(f"{where}: {exc}", **exc.context) from None
     segments = key.split("/", 1)
     if len(segments) < 2:
-        raise UnsafePathError(f"{where}: key {short_repr(key)} has no path below its project prefix")
+        raise UnsafePathError(f"{where}: key {short_repr(key)} has no path below its project prefix",
+                              url=raw["url"], key=key)
     return FileEntry(
         name=name,
         url=raw["url"],
@@ -170,7 +157,8 @@ class Manifest:
             with open(path, "rb") as fh:
                 data = fh.read(MAX_MANIFEST_BYTES + 1)
         except OSError as exc:
-            raise ManifestParseError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+            raise ManifestParseError(f"cannot read manifest {path}: {exc.strerror or exc}",
+                                     manifest=str(path)) from None
         return cls.from_bytes(data, name=path.name)
 
     @classmethod
@@ -178,14 +166,18 @@ class Manifest:
         """Parse and validate manifest JSON bytes."""
         source = name or "manifest"
         if len(data) > MAX_MANIFEST_BYTES:
-            raise ManifestParseError(f"{source}: larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse")
+            raise ManifestParseError(f"{source}: larger than {MAX_MANIFEST_BYTES} bytes; refusing to parse",
+                                     manifest=name)
         try:
             raw = json.loads(data, object_pairs_hook=_no_duplicate_keys)
         except ManifestValidationError as exc:
-            raise ManifestValidationError(f"{source}: {exc}") from None
+            raise ManifestValidationError(f"{source}: {exc}", manifest=name) from None
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-            raise ManifestParseError(f"{source}: not valid JSON: {exc}") from None
-        return cls.from_dict(raw, name=name)
+            raise ManifestParseError(f"{source}: not valid JSON: {exc}", manifest=name) from None
+        try:
+            return cls.from_dict(raw, name=name)
+        except ManifestError as exc:
+            raise exc.fill_context(manifest=name)
 
     @classmethod
     def from_dict(cls, raw: Any, *, name: str | None = None) -> "Manifest":
@@ -216,7 +208,7 @@ class Manifest:
         if not isinstance(pipeline, list) or not all(isinstance(p, dict) for p in pipeline):
             raise ManifestValidationError(f"{source}: data_pipeline must be a list of objects")
         sections: dict[str, dict[str, FileEntry]] = {}
-        seen_paths: dict[str, tuple[str, str]] = {}
+        seen_paths: dict[str, str] = {}
         for section in ("metadata_files", "data_files"):
             entries = raw[section]
             if not isinstance(entries, dict):
@@ -227,10 +219,9 @@ class Manifest:
                 other = seen_paths.get(entry.relative_path)
                 if other is not None:
                     raise ManifestValidationError(
-                        f"{source}: {section}[{short_repr(key)}] and {other[0]}[{short_repr(other[1])}] both map "
-                        f"to {short_repr(entry.relative_path)}"
+                        f"{source}: {section}[{short_repr(key)}] and {other} both map to {short_repr(entry.relative_path)}"
                     )
-                seen_paths[entry.relative_path] = (section, key)
+                seen_paths[entry.relative_path] = f"{section}[{short_repr(key)}]"
                 parsed[key] = entry
             sections[section] = parsed
         return cls(

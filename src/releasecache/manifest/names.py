@@ -36,7 +36,8 @@ def version_from_manifest_name(name: str) -> semver.Version:
     """
     match = _VERSION_IN_NAME_RE.search(name)
     if not match:
-        raise ManifestVersionError(f"manifest name {short_repr(name)} does not end in _v<semver>.json")
+        raise ManifestVersionError(f"manifest name {short_repr(name)} does not end in _v<semver>.json",
+                                   manifest=name)
     return parse_semver(match.group("version"), what=f"version in manifest name {short_repr(name)}")
 
 
@@ -113,5 +114,5 @@ def resolve_manifest_spec(spec: str | None, *, names: Callable[[], Iterable[str]
     found = match_manifest_name(spec, known)
     if found is None:
         raise ManifestNotFoundError(f"no manifest {spec!r} for project {project!r}; "
-                                    f"available: {', '.join(sort_manifest_names(known)) or 'none'}")
+                                    f"available: {', '.join(sort_manifest_names(known)) or 'none'}", manifest=spec)
     return found

@@ -10,20 +10,19 @@ from ..errors import UnsafePathError
 from ..utils import short_repr
 from .paths import check_relative_path
 
-# virtual-hosted: <bucket>.s3[.-<region>|.dualstack.<region>].amazonaws.com[.cn]
-_VHOST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9.\-]*)\.s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
+# virtual-hosted: <bucket>.s3[.-<region>|.dualstack.<region>].amazonaws.com[.cn]; legacy bucket names
+# (and AllenSDK's test buckets) may hold '_', which must not make the URL fall through to path-style.
+_VHOST_RE = re.compile(r"^(?P<bucket>[a-z0-9][a-z0-9._\-]*)\.s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
+_AWS_HOST_RE = re.compile(r"(?:^|\.)amazonaws\.com(?:\.cn)?$")
 
 
 # path-style: s3[.-<region>].amazonaws.com/<bucket>/<key>
 _PATHSTYLE_RE = re.compile(r"^s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
 
 
-# Checked for every entry of a manifest (100,000 of them in a large release): compiled once.
+# Checked for every entry of a manifest: compiled once.
 _CONTROL_OR_BACKSLASH = re.compile(r"[\x00-\x1f\\]")
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$")
-# http(s)://host/path with no user, port, query or fragment: the shape manifests use.
-_VHOST_BUCKETS: dict[str, str] = {}  # host -> its bucket ("" for path-style hosts)
-_SIMPLE_HTTP = re.compile(r"^https?://(?P<host>[A-Za-z0-9.\-]+)(?P<path>/[^?#;@]*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     Accepts virtual-hosted (``https://b.s3.amazonaws.com/k``, with or without a
     region, dash or dot form, dualstack), path-style (``https://s3.us-west-2.amazonaws.com/b/k``),
     ``s3://b/k``, and any other host as a path-style custom endpoint
-    (``http://127.0.0.1:9000/b/k``). The key is percent-decoded.
+    (``http://127.0.0.1:9000/b/k``). The key is percent-decoded. Bucket names
+    with ``_`` (legacy names) are read from virtual-hosted URLs too; an
+    ``amazonaws.com`` host of neither form is refused rather than guessed.
 
     Raises
     ------
@@ -51,18 +52,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if not isinstance(url, str):
         raise UnsafePathError(f"URL must be a string, got {type(url).__name__}")
     if _CONTROL_OR_BACKSLASH.search(url):
-        raise UnsafePathError(f"URL {short_repr(url)} contains control characters or backslashes")
-    fast = _SIMPLE_HTTP.match(url)
-    if fast is not None:  # the common shape, without urlsplit's generality (same result)
-        host = fast.group("host")
-        bucket = _VHOST_BUCKETS.get(host)
-        if bucket is None:
-            vhost = _VHOST_RE.match(host.lower())
-            bucket = vhost.group("bucket") if vhost and not _PATHSTYLE_RE.match(host.lower()) else ""
-            if _BUCKET_RE.match(bucket) and len(_VHOST_BUCKETS) < 64:
-                _VHOST_BUCKETS[host] = bucket  # a release names a handful of hosts, over and over
-        if bucket:
-            return _checked(url, bucket, fast.group("path"))
+        raise UnsafePathError(f"URL {short_repr(url)} contains control characters or backslashes", url=url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "s3":
@@ -72,20 +62,23 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         vhost = _VHOST_RE.match(host)
         if vhost and not _PATHSTYLE_RE.match(host):
             bucket, path = vhost.group("bucket"), parts.path
+        elif _AWS_HOST_RE.search(host) and not _PATHSTYLE_RE.match(host):
+            # An AWS host of no known form: reading its path as <bucket>/<key> would pick another bucket.
+            raise UnsafePathError(f"URL {short_repr(url)}: the AWS host {short_repr(host)} is neither "
+                                  "<bucket>.s3[.<region>].amazonaws.com nor s3[.<region>].amazonaws.com", url=url)
         else:
             segments = parts.path.lstrip("/").split("/", 1)
             if len(segments) != 2:
-                raise UnsafePathError(f"URL {short_repr(url)} has no bucket and key in its path")
+                raise UnsafePathError(f"URL {short_repr(url)} has no bucket and key in its path", url=url)
             bucket, path = segments[0], segments[1]
     else:
-        raise UnsafePathError(f"URL {short_repr(url)} is not http(s):// or s3://")
-    return _checked(url, bucket, path)
-
-
-def _checked(url: str, bucket: str, path: str) -> tuple[str, str]:
-    key = unquote(path.lstrip("/")) if "%" in path else path.lstrip("/")
-    if not bucket or not _BUCKET_RE.match(bucket):
-        raise UnsafePathError(f"URL {short_repr(url)} names no valid bucket")
-    check_relative_path(key, what=f"key of URL {short_repr(url)}")
+        raise UnsafePathError(f"URL {short_repr(url)} is not http(s):// or s3://", url=url)
+    key = unquote(path.lstrip("/"))
+    if not bucket or not _BUCKET_RE.match(bucket) or ".." in bucket:
+        raise UnsafePathError(f"URL {short_repr(url)} names no valid bucket", url=url)
+    try:
+        check_relative_path(key, what=f"key of URL {short_repr(url)}")
+    except UnsafePathError as exc:
+        raise exc.with_context(url=url, key=key)
     return bucket, key
 

@@ -30,6 +30,9 @@ class RangeResponse:
         iterating are raised as :class:`~releasecache.errors.TransientRemoteError`.
     partial
         True if the server honoured the Range (206); False for a full answer (200).
+    redirected_to
+        The URL that finally answered, if a redirect led to another host (None
+        when the host asked answered itself).
     """
 
     start: int
@@ -38,6 +41,7 @@ class RangeResponse:
     version_id: str | None
     chunks: Iterator[bytes]
     partial: bool
+    redirected_to: str | None = None
     _closer: object = None
     _readinto: Callable[[memoryview], int] | None = None
     _pending: bytes = field(default=b"", repr=False)

@@ -6,19 +6,25 @@ header, which is how a public S3 bucket answers without any signing.
 
 from __future__ import annotations
 
+import re
 import threading
 import xml.etree.ElementTree as ET
 from typing import Any, Iterator
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
 from .. import manifest as _manifest
 from ..manifest import S3Location
-from ._retry_codes import RETRY_STATUSES, parse_content_range, parse_retry_after
+from ._deadline import DEFAULT_REQUEST_TIMEOUT, body_deadline
+from ._retry_codes import DENIED_S3_CODES, NOT_FOUND_S3_CODES, RETRY_STATUSES, parse_content_range, parse_retry_after
 from ._direct import DirectBody
 from .base import RangeNotSatisfiable, RangeResponse, Remote
 
 CHUNK = 1024 * 1024
+MAX_ERROR_BODY = 64 * 1024  # bytes of an error answer read, at most (its body may never end)
+MAX_LISTING_PAGE = 16 * 1024 * 1024  # a page of 1,000 keys is about 300 kB
+MAX_REDIRECTS = 5
+_XML_FIELD = re.compile(rb"<(Code|Message)>([^<]{0,300})</\1>")
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
@@ -40,6 +46,15 @@ class HttpRemote(Remote):
         Connections kept open per thread-local session.
     connect_timeout, read_timeout
         Seconds; ``read_timeout`` is the stall timeout.
+    request_timeout
+        Seconds one response body may take, plus one second per MiB it announces
+        (None: no limit); cuts off a server that drips bytes or never ends a body.
+
+    Notes
+    -----
+    Redirects are followed (at most five); a streamed read refuses an answer from
+    another host (see :class:`~releasecache.transfer.stream.RemoteFile`), while a
+    download is checked against the manifest's hash wherever it came from.
     """
 
     def __init__(
@@ -52,9 +67,13 @@ class HttpRemote(Remote):
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         headers: dict[str, str] | None = None,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.send_version_id = send_version_id
+        # Without ?versionId= the server cannot know, let alone prove, which version it sends.
+        self.reports_version = send_version_id
+        self.request_timeout = request_timeout
         self.manifest_names = manifest_names
         self.pool_size = pool_size
         self.timeout = (connect_timeout, read_timeout)
@@ -79,6 +98,7 @@ class HttpRemote(Remote):
             from requests.adapters import HTTPAdapter
 
             session = requests.Session()
+            session.max_redirects = MAX_REDIRECTS
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -93,28 +113,58 @@ class HttpRemote(Remote):
         """The URL of an object key below the base URL."""
         return f"{self.base_url}/{quote(key)}"
 
-    def _get(self, url: str, what: str, **kwargs: Any) -> Any:
+    def _get(self, url: str, what: str, *, method: str = "GET", context: dict[str, Any] | None = None,
+             **kwargs: Any) -> Any:
+        """An open (streamed) answer with status 200 or 206; anything else raises from the hierarchy."""
         import requests
 
+        context = {"url": url, **(context or {})}
         try:
-            response = self.session.get(url, timeout=self.timeout, **kwargs)
+            response = self.session.request(method, url, timeout=self.timeout, stream=True, **kwargs)
+        except requests.TooManyRedirects as exc:
+            raise RemoteError(f"{what}: more than {MAX_REDIRECTS} redirects ({exc})").with_context(**context) from None
         except requests.RequestException as exc:
-            raise TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}") from None
+            raise TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}").with_context(**context) from None
         status = response.status_code
         if status in (200, 206):
             return response
-        text = response.text[:300] if status != 416 else ""
-        response.close()
-        msg = f"{what}: HTTP {status} {text}".rstrip()
-        if status == 404:
-            raise RemoteNotFoundError(msg)
-        if status in (401, 403):
-            raise RemoteAccessError(msg)
+        try:  # an error page is read only in part: its body may never end
+            head = response.raw.read(MAX_ERROR_BODY, decode_content=True) if method != "HEAD" else b""
+        except Exception:
+            head = b""
+        finally:
+            response.close()
+        fields = dict(_XML_FIELD.findall(head or b""))
+        code = fields.get(b"Code", b"").decode("utf-8", "replace") or None
+        detail = " ".join(v.decode("utf-8", "replace") for v in (fields.get(b"Code"), fields.get(b"Message")) if v)
+        if not detail and status != 416:
+            detail = head[:200].decode("utf-8", "replace").strip()
+        msg = f"{what}: HTTP {status} {detail}".rstrip()
+        context.update(status=status, code=code)
+        if status == 404 or code in NOT_FOUND_S3_CODES:
+            raise RemoteNotFoundError(msg).with_context(**context)
+        if status in (401, 403) or code in DENIED_S3_CODES:
+            raise RemoteAccessError(msg).with_context(**context)
         if status == 416:
-            raise RangeNotSatisfiable(msg)
-        if status in RETRY_STATUSES or "SlowDown" in text:
-            raise TransientRemoteError(msg, parse_retry_after(response.headers.get("Retry-After")))
-        raise RemoteError(msg)
+            raise RangeNotSatisfiable(msg).with_context(**context)
+        if status in RETRY_STATUSES or code == "SlowDown":
+            raise TransientRemoteError(msg, parse_retry_after(response.headers.get("Retry-After"))
+                                       ).with_context(**context)
+        raise RemoteError(msg).with_context(**context)
+
+    def _read_bounded(self, response: Any, limit: int, what: str) -> bytes:
+        """At most ``limit + 1`` bytes of a body, within the request deadline."""
+        guard = DirectBody(response.raw, what, closer=response,
+                           deadline=body_deadline(self.request_timeout, _length(response)))
+        data = bytearray()
+        try:
+            for chunk in guard.guard(self._iter(response, what)):
+                data += chunk
+                if len(data) > limit:
+                    break
+        finally:
+            guard.close()
+        return bytes(data)
 
     def list_manifests(self, project: str) -> list[str]:
         if self.manifest_names is not None:
@@ -126,9 +176,12 @@ class HttpRemote(Remote):
             params = {"list-type": "2", "prefix": prefix}
             if token:
                 params["continuation-token"] = token
-            response = self._get(self.base_url + "/", f"listing {self.base_url}/{prefix}", params=params)
+            what = f"listing {self.base_url}/{prefix}"
+            content = self._read_bounded(self._get(self.base_url + "/", what, params=params), MAX_LISTING_PAGE, what)
+            if len(content) > MAX_LISTING_PAGE:
+                raise RemoteError(f"{what}: a listing page larger than {MAX_LISTING_PAGE} bytes; refusing it")
             try:
-                root = ET.fromstring(response.content)
+                root = ET.fromstring(content)
             except ET.ParseError as exc:
                 raise RemoteError(
                     f"{self.base_url} did not answer an S3 listing ({exc}); pass manifest_names= for a static server"
@@ -148,16 +201,22 @@ class HttpRemote(Remote):
 
     def get_manifest(self, project: str, name: str) -> bytes:
         url = self.url_for(f"{project}/manifests/{name}")
-        response = self._get(url, f"fetching manifest {url}", stream=True)
-        try:  # read at most one byte past the limit, so an endless document is refused, not buffered
-            data = bytearray()
-            for chunk in response.iter_content(1 << 20):
-                data += chunk
-                if len(data) > _manifest.MAX_MANIFEST_BYTES:
-                    break
-            return bytes(data)
-        finally:
-            response.close()
+        what = f"fetching manifest {url}"
+        # At most one byte past the limit, so an endless document is refused, not buffered.
+        return self._read_bounded(self._get(url, what), _manifest.MAX_MANIFEST_BYTES, what)
+
+    def stat(self, location: S3Location) -> int:
+        """Size of the pinned object, from a HEAD request."""
+        url = self.url_for(location.key)
+        params = {"versionId": location.version_id} if (self.send_version_id and location.version_id) else None
+        what = f"HEAD {url}"
+        response = self._get(url, what, method="HEAD", params=params, allow_redirects=True,
+                             context={"key": location.key, "version_id": location.version_id})
+        response.close()
+        length = _length(response)
+        if length is None:
+            return super().stat(location)  # no Content-Length in the HEAD answer: ask for a byte
+        return length
 
     def get_range(self, location: S3Location, start: int = 0, end: int | None = None) -> RangeResponse:
         url = self.url_for(location.key)
@@ -166,27 +225,32 @@ class HttpRemote(Remote):
         if not (start == 0 and end is None):
             headers["Range"] = f"bytes={start}-{'' if end is None else end}"
         what = f"GET {url}" + (f"?versionId={location.version_id}" if params else "")
-        response = self._get(url, what, params=params, headers=headers, stream=True)
-        length_header = response.headers.get("Content-Length")
-        length = int(length_header) if length_header and length_header.isdigit() else None
+        context = {"key": location.key, "version_id": location.version_id}
+        response = self._get(url, what, params=params, headers=headers, context=context)
+        length = _length(response)
         if response.status_code == 206:
             content_range = parse_content_range(response.headers.get("Content-Range"))
             if content_range is None:
                 response.close()
-                raise TransientRemoteError(f"{what}: 206 without a valid Content-Range")
+                raise TransientRemoteError(f"{what}: 206 without a valid Content-Range").with_context(
+                    url=url, **context)
             first, _last, total = content_range
             partial = True
         else:
             first, total, partial = 0, length, False
-        body = DirectBody(response.raw, what)
+        body = DirectBody(response.raw, what, closer=response, deadline=body_deadline(self.request_timeout, length))
+        final = urlsplit(response.url)
+        asked = urlsplit(url)
+        moved = (final.scheme, final.netloc) != (asked.scheme, asked.netloc)
         return RangeResponse(
             start=first,
             length=length,
             total_size=total,
             version_id=response.headers.get("x-amz-version-id"),
-            chunks=self._iter(response, what),
+            chunks=body.guard(self._iter(response, what)),
             partial=partial,
-            _closer=body if body.direct else response,
+            redirected_to=response.url if moved else None,
+            _closer=body,
             _readinto=body.readinto if body.direct else None,
         )
 
@@ -196,3 +260,9 @@ class HttpRemote(Remote):
             yield from response.iter_content(CHUNK)
         except Exception as exc:  # ChunkedEncodingError, ConnectionError, ReadTimeout, ProtocolError
             raise TransientRemoteError(f"reading {what}: {type(exc).__name__}: {exc}") from None
+
+
+def _length(response: Any) -> int | None:
+    """The Content-Length of a requests response, if it is a plain number."""
+    value = response.headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None

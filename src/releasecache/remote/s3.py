@@ -6,7 +6,7 @@ import threading
 from typing import Any, Iterator
 
 from ..config import DEFAULT_REGION
-from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
+from ..errors import ReleaseCacheError, RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
 from .. import manifest as _manifest
 from ..manifest import S3Location
 from ._retry_codes import (
@@ -17,14 +17,16 @@ from ._retry_codes import (
     parse_content_range,
     parse_retry_after,
 )
+from ._deadline import DEFAULT_REQUEST_TIMEOUT, body_deadline
 from ._direct import DirectBody
 from .base import RangeNotSatisfiable, RangeResponse, Remote
 
 CHUNK = 1024 * 1024
+MAX_LISTED = 1_000_000  # keys listed at most: a listing that never ends must end
 
 
-def _translate(exc: BaseException, what: str) -> RemoteError:
-    """Turn a botocore/urllib3 exception into our hierarchy."""
+def _translate(exc: BaseException, what: str, **context: Any) -> RemoteError:
+    """Turn a botocore/urllib3 exception into our hierarchy (``context``: url, key, version_id)."""
     from botocore.exceptions import ClientError
 
     if isinstance(exc, ClientError):
@@ -34,18 +36,23 @@ def _translate(exc: BaseException, what: str) -> RemoteError:
         status = int(meta.get("HTTPStatusCode") or 0)
         headers = meta.get("HTTPHeaders", {}) or {}
         msg = f"{what}: {code or status} {err.get('Message', '')}".rstrip()
+        context.update(status=status or None, code=code or None)
         if code in NOT_FOUND_S3_CODES or status == 404:
-            return RemoteNotFoundError(msg)
+            return RemoteNotFoundError(msg).with_context(**context)
         if code in DENIED_S3_CODES or status in (401, 403):
-            return RemoteAccessError(msg + " (the bucket may need credentials)")
+            return RemoteAccessError(msg + " (the bucket may need credentials)").with_context(**context)
         if code in RETRY_S3_CODES or status in RETRY_STATUSES:
-            return TransientRemoteError(msg, parse_retry_after(headers.get("retry-after")))
+            return TransientRemoteError(msg, parse_retry_after(headers.get("retry-after"))).with_context(**context)
         if code == "InvalidRange" or status == 416:
-            return RangeNotSatisfiable(msg)
-        return RemoteError(msg)
+            return RangeNotSatisfiable(msg).with_context(**context)
+        if status in (301, 302, 303, 307, 308):
+            where = err.get("Endpoint") or headers.get("location") or "another endpoint"
+            return RemoteError(f"{msg}: the server redirects to {where}; redirects are not followed for S3 "
+                               "requests, so point endpoint_url at the right endpoint").with_context(**context)
+        return RemoteError(msg).with_context(**context)
     # Everything else from the transport (connection refused/reset, timeouts,
-    # truncated bodies) is worth another try.
-    return TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}")
+    # truncated bodies, unparsable answers) is worth another try.
+    return TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}").with_context(**context)
 
 
 class S3Remote(Remote):
@@ -70,6 +77,10 @@ class S3Remote(Remote):
     connect_timeout, read_timeout
         Seconds. ``read_timeout`` is the stall timeout: a connection that sends no
         bytes for that long is abandoned and retried by the transfer layer.
+    request_timeout
+        Seconds one response body may take, plus one second per MiB it announces
+        (None: no limit). It cuts off what ``read_timeout`` cannot see: a server
+        that drips a byte at a time, or a body that never ends.
     """
 
     def __init__(
@@ -86,8 +97,10 @@ class S3Remote(Remote):
         max_pool_connections: int = 32,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self.bucket = bucket
+        self.request_timeout = request_timeout
         self.endpoint_url = endpoint_url
         self.anonymous = anonymous and aws_access_key_id is None and profile_name is None
         self.region = region
@@ -164,7 +177,8 @@ class S3Remote(Remote):
             raise RemoteError("S3Remote needs a bucket to list manifests")
         try:
             paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": MAX_LISTED})
+            for page in pages:
                 for obj in page.get("Contents", []) or []:
                     name = obj["Key"][len(prefix):]
                     if name and "/" not in name and name.endswith(".json"):
@@ -177,14 +191,27 @@ class S3Remote(Remote):
         key = f"{project}/manifests/{name}"
         if self.bucket is None:
             raise RemoteError("S3Remote needs a bucket to fetch manifests")
+        what = f"fetching manifest s3://{self.bucket}/{key}"
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"]
+            guard = DirectBody(getattr(body, "_raw_stream", None), what, closer=body,
+                               deadline=body_deadline(self.request_timeout, response.get("ContentLength")))
             try:  # a hostile or broken server must not make us hold an endless document in memory
-                return response["Body"].read(_manifest.MAX_MANIFEST_BYTES + 1)
+                data = body.read(_manifest.MAX_MANIFEST_BYTES + 1)
+            except Exception:
+                if guard.expired:
+                    raise guard.deadline_error() from None
+                raise
             finally:
-                response["Body"].close()
+                guard.close()
+            if guard.expired:
+                raise guard.deadline_error()
+            return data
+        except ReleaseCacheError:
+            raise
         except Exception as exc:
-            raise _translate(exc, f"fetching manifest s3://{self.bucket}/{key}") from None
+            raise _translate(exc, what, key=key) from None
 
     # -- data -----------------------------------------------------------------
 
@@ -197,10 +224,11 @@ class S3Remote(Remote):
         ranged = not (start == 0 and end is None)
         if ranged or end is not None:
             kwargs["Range"] = f"bytes={start}-{'' if end is None else end}"
+        context = {"url": what, "key": location.key, "version_id": location.version_id}
         try:
             response = self.client.get_object(**kwargs)
         except Exception as exc:
-            raise _translate(exc, f"GET {what}") from None
+            raise _translate(exc, f"GET {what}", **context) from None
         body = response["Body"]
         content_range = parse_content_range(response.get("ContentRange"))
         length = response.get("ContentLength")
@@ -209,15 +237,17 @@ class S3Remote(Remote):
             partial = True
         else:
             first, total, partial = 0, length, False
-        direct = DirectBody(getattr(body, "_raw_stream", None), what, _translate)
+        direct = DirectBody(getattr(body, "_raw_stream", None), what,
+                            lambda exc, doing: _translate(exc, doing, **context),
+                            closer=body, deadline=body_deadline(self.request_timeout, length))
         return RangeResponse(
             start=first,
             length=length,
             total_size=total,
             version_id=response.get("VersionId"),
-            chunks=self._iter_body(body, what),
+            chunks=direct.guard(self._iter_body(body, what)),
             partial=partial,
-            _closer=direct if direct.direct else body,
+            _closer=direct,
             _readinto=direct.readinto if direct.direct else None,
         )
 
@@ -229,7 +259,8 @@ class S3Remote(Remote):
         try:
             return int(self.client.head_object(**kwargs)["ContentLength"])
         except Exception as exc:
-            error = _translate(exc, f"HEAD s3://{bucket}/{location.key}")
+            error = _translate(exc, f"HEAD s3://{bucket}/{location.key}", key=location.key,
+                               version_id=location.version_id)
         if isinstance(error, RemoteAccessError):
             # Some S3-compatible servers refuse anonymous HEAD but allow GET: ask for one byte.
             return super().stat(location)

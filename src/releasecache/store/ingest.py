@@ -129,7 +129,7 @@ def ingest_file(store: "Store", source: Path, file_hash: str, *, hardlink: bool 
             else:
                 if hardlink:
                     log.info("cannot hard-link %s here; copying it", source)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)  # the umask decides
                 try:
                     actual = hash_file(source, copy_to=fd)  # copy and verify in one pass
                 finally:
@@ -143,7 +143,8 @@ def ingest_file(store: "Store", source: Path, file_hash: str, *, hardlink: bool 
         except StorageError:
             raise
         except OSError as exc:
-            raise StorageError.from_os_error(exc, f"cannot bring {source} in as blob {file_hash[:16]}…") from None
+            raise StorageError.from_os_error(exc, f"cannot bring {source} in as blob {file_hash[:16]}…",
+                                             file_hash=file_hash) from None
         finally:
             try:
                 os.unlink(tmp)

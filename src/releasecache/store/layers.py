@@ -58,5 +58,6 @@ def import_blob(store: "Store", source: Path, file_hash: str) -> Path:
                          trust_hardlink=True, include_layers=False)
     if result.outcome == "mismatched":
         raise IntegrityError(f"blob {source} in a read-only layer does not match its name (blake2b "
-                             f"{(result.actual or '')[:16]}…); tell the layer's maintainer to run verify()")
+                             f"{(result.actual or '')[:16]}…); tell the layer's maintainer to run verify()",
+                             path=str(source), file_hash=file_hash, expected=file_hash, got=result.actual)
     return store.blob_path(file_hash)

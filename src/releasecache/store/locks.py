@@ -1,7 +1,11 @@
 """Per-blob inter-process locks that name their holder and never block forever.
 
 Two kinds, chosen per cache with ``lock_kind`` (or ``$RELEASECACHE_LOCK_KIND``);
-every process sharing one cache directory must use the same kind.
+every process sharing one cache directory must use the same kind. The default,
+``"auto"``, probes the filesystem once per cache directory and host (see
+:func:`probe_locks`) and uses ``"posix"`` where OS locks really exclude other
+processes and ``"soft"`` where they do not, with one
+:class:`~releasecache.errors.LockFallbackWarning` naming the filesystem.
 
 ``"posix"`` (the default)
     An OS lock (``flock``) on ``.locks/<hash>.lock`` through :class:`filelock.FileLock`.
@@ -11,7 +15,7 @@ every process sharing one cache directory must use the same kind.
     BeeGFS.
 
 ``"soft"``
-    An existence lock (``O_CREAT|O_EXCL`` marker file) through
+    An existence lock (``O_CREAT|O_EXCL`` marker file ``.locks/<hash>.lease``) through
     :class:`filelock.SoftFileLock`, for filesystems whose OS locks do not work
     across hosts or at all: NFS mounted ``nolock`` / ``local_lock=all``, Lustre
     with ``localflock`` or ``noflock``, FUSE filesystems (sshfs, s3fs, gcsfuse),
@@ -35,11 +39,14 @@ at most a duplicate download.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import os
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -50,12 +57,14 @@ from typing import Any
 import filelock
 
 from ..config import DEFAULT_LOCK_KIND, DEFAULT_LOCK_LEASE, ENV_LOCK_KIND
-from ..errors import LockTimeoutError, StorageError
-from ..utils import atomic_write
+from ..errors import LockFallbackWarning, LockTimeoutError, StorageError
+from ..utils import atomic_write, warn_user
 
 log = logging.getLogger("releasecache")
 
 LOCK_KINDS = ("posix", "soft")
+#: What ``lock_kind`` accepts: a kind, or ``"auto"`` (probe the filesystem; the default).
+LOCK_CHOICES = ("auto",) + LOCK_KINDS
 #: Seconds a soft lock's owner may go without a heartbeat before a waiter breaks it.
 DEFAULT_LEASE = DEFAULT_LOCK_LEASE
 #: How often a waiter wakes to re-check the holder (and log again after ``_LOG_EVERY``).
@@ -65,11 +74,219 @@ _HOST = socket.gethostname()
 
 
 def resolve_lock_kind(kind: str | None) -> str:
-    """The lock kind to use: the argument, else ``$RELEASECACHE_LOCK_KIND``, else ``posix``."""
+    """The lock kind asked for: the argument, else ``$RELEASECACHE_LOCK_KIND``, else ``"auto"``."""
     value = kind or os.environ.get(ENV_LOCK_KIND) or DEFAULT_LOCK_KIND
-    if value not in LOCK_KINDS:
-        raise ValueError(f"lock_kind must be one of {LOCK_KINDS}, not {value!r}")
+    if value not in LOCK_CHOICES:
+        raise ValueError(f"lock_kind must be one of {LOCK_CHOICES}, not {value!r}")
     return value
+
+
+# -- does this filesystem's flock exclude? ---------------------------------------
+
+#: Mount options (per filesystem type) under which ``flock`` only excludes processes on one host.
+_HOST_LOCAL_OPTIONS = {
+    "nfs": ("nolock", "local_lock=all", "local_lock=flock"),
+    "nfs4": ("local_lock=all", "local_lock=flock"),
+    "lustre": ("localflock",),
+    "cifs": ("nobrl",),
+    "smb3": ("nobrl",),
+}
+#: FUSE network filesystems: their locks, if any, are the kernel's local ones.
+_HOST_LOCAL_FUSE = ("sshfs", "s3fs", "gcsfuse", "rclone", "goofys", "mountpoint-s3", "juicefs", "davfs")
+_PROBE_CHILD = (
+    "import errno, fcntl, os, sys\n"
+    "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+    "try:\n"
+    "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+    "except OSError as exc:\n"
+    "    sys.exit(10 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else 20)\n"
+    "sys.exit(0)\n"
+)
+_PROBE_FORMAT = 1
+_probed: dict[tuple[str, int], str] = {}  # (locks dir, st_dev) -> kind, for this process
+_probe_guard = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Mount:
+    """The mount a path lives on, from ``/proc/self/mountinfo``."""
+
+    point: str
+    fstype: str
+    source: str
+    options: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.fstype} filesystem {self.source} mounted at {self.point}"
+
+
+def _unescape(field: str) -> str:
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def mount_of(path: str | os.PathLike[str]) -> Mount | None:
+    """The mount holding ``path`` (the longest mount point that contains it), or None off Linux."""
+    real = os.path.realpath(path)
+    best: Mount | None = None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, rest = left.split(), right.split()
+        if len(fields) < 6 or len(rest) < 2:
+            continue
+        point = _unescape(fields[4])
+        if not (real == point or real.startswith(point.rstrip("/") + "/")):
+            continue
+        if best is None or len(point) >= len(best.point):
+            options = tuple(fields[5].split(",")) + tuple(rest[2].split(",") if len(rest) > 2 else ())
+            best = Mount(point=point, fstype=rest[0], source=_unescape(rest[1]), options=options)
+    return best
+
+
+@dataclass(frozen=True)
+class LockProbe:
+    """What :func:`probe_locks` found.
+
+    Attributes
+    ----------
+    excludes
+        True if ``flock`` on this filesystem keeps a second process out (and,
+        as far as the mount options tell, processes on other hosts too).
+    filesystem
+        The filesystem, in words (type, source, mount point).
+    reason
+        Why ``excludes`` is False (empty when it is True).
+    """
+
+    excludes: bool
+    filesystem: str
+    reason: str = ""
+
+
+def probe_locks(directory: str | os.PathLike[str]) -> LockProbe:
+    """Find out, by trying, whether OS locks in ``directory`` exclude another process.
+
+    The mount options are read first (NFS ``nolock``/``local_lock``, Lustre
+    ``localflock``, CIFS ``nobrl`` and FUSE network filesystems lock only
+    within one host). Then this process takes an exclusive ``flock`` on a
+    fresh file in ``directory`` and a child process tries to take it too: the
+    locks work only if the child is refused. ``directory`` must be writable.
+    """
+    folder = Path(directory)
+    mount = mount_of(folder)
+    name = mount.describe() if mount else f"the filesystem of {folder}"
+    if mount is not None:
+        base = mount.fstype.split(".", 1)
+        local_only = [o for o in _HOST_LOCAL_OPTIONS.get(mount.fstype, ()) if o in mount.options]
+        if local_only:
+            return LockProbe(False, name, f"it is mounted with {', '.join(local_only)}, so its locks "
+                                          "only exclude processes on the same host")
+        if base[0] == "fuse" and len(base) == 2 and base[1] in _HOST_LOCAL_FUSE:
+            return LockProbe(False, name, "a FUSE network filesystem: its locks only exclude processes "
+                                          "on the same host")
+    probe = folder / f".probe-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            return LockProbe(False, name, f"flock fails there ({exc.strerror})")
+        try:
+            child = subprocess.run([sys.executable, "-I", "-S", "-c", _PROBE_CHILD, str(probe)],
+                                   capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.info("could not run the lock probe's second process (%s); trusting flock on %s", exc, name)
+            return LockProbe(True, name)
+        if child.returncode == 0:
+            return LockProbe(False, name, "a second process got the same exclusive flock: its locks do "
+                                          "not exclude anything")
+        if child.returncode == 20:
+            return LockProbe(False, name, "flock fails in a second process")
+        return LockProbe(True, name)
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+
+
+def _record_path(locks_dir: Path) -> Path:
+    return locks_dir / f"probe-{_HOST}.json"
+
+
+def choose_lock_kind(locks_dir: str | os.PathLike[str], kind: str | None = None, *,
+                     probe_dir: str | os.PathLike[str] | None = None, warn: bool = True) -> str:
+    """The lock kind for a cache whose locks live in ``locks_dir``.
+
+    An explicit ``kind`` (or ``$RELEASECACHE_LOCK_KIND``) is returned as is.
+    ``"auto"`` probes the filesystem (:func:`probe_locks`) once per directory
+    and host: in ``locks_dir`` if it exists, else in ``probe_dir`` (the cache
+    directory: same filesystem, and nothing is left behind there). The result
+    is remembered in this process and, once ``locks_dir`` exists, in
+    ``<locks_dir>/probe-<host>.json`` (probed again if the directory moves to
+    another filesystem). Where the locks do not exclude, ``"soft"`` is returned
+    and one :class:`~releasecache.errors.LockFallbackWarning` naming the
+    filesystem is given per process and directory. Where nothing can be probed
+    (a read-only cache takes no locks), ``"posix"`` is returned.
+    """
+    wanted = resolve_lock_kind(kind)
+    if wanted != "auto":
+        return wanted
+    folder = Path(locks_dir)
+    where = folder if folder.is_dir() or probe_dir is None else Path(probe_dir)
+    try:
+        dev = os.stat(where).st_dev
+    except OSError:
+        return "posix"
+    key = (str(folder.absolute()), dev)
+    with _probe_guard:
+        if key in _probed:
+            return _probed[key]
+        record = _read_record(folder, dev) if where == folder else None
+        if record is None:
+            try:
+                found = probe_locks(where)
+            except OSError as exc:  # not writable: nothing will be locked here anyway
+                log.debug("no lock probe in %s: %s", where, exc)
+                return "posix"
+            record = {"format": _PROBE_FORMAT, "dev": dev, "excludes": found.excludes,
+                      "filesystem": found.filesystem, "reason": found.reason, "when": time.time()}
+            if where == folder:
+                try:
+                    atomic_write(_record_path(folder), json.dumps(record).encode(), durable=False)
+                except OSError:
+                    pass
+        result = "posix" if record["excludes"] else "soft"
+        _probed[key] = result
+    if result == "soft" and warn:
+        message = (f"the cache's locks in {folder} are on the {record['filesystem']}: {record['reason']}. "
+                   "Using lease-based soft locks instead (set lock_kind or RELEASECACHE_LOCK_KIND to choose)")
+        log.warning("%s", message)
+        warn_user(message, LockFallbackWarning)
+    return result
+
+
+def _read_record(folder: Path, dev: int) -> dict[str, Any] | None:
+    try:
+        path = _record_path(folder)
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(path, "rb") as fh:
+            record = json.loads(fh.read(4096))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != _PROBE_FORMAT or record.get("dev") != dev:
+        return None
+    if not isinstance(record.get("excludes"), bool):
+        return None
+    record.setdefault("filesystem", str(folder))
+    record.setdefault("reason", "")
+    return record
 
 
 def _process_start(pid: int) -> str | None:
@@ -152,18 +369,21 @@ class BlobLock:
     lock_path, owner_path
         ``.locks/<hash>.lock`` and ``.locks/<hash>.owner``.
     kind
-        ``"posix"`` or ``"soft"`` (see the module documentation).
+        ``"posix"``, ``"soft"`` or ``"auto"`` (see the module documentation; ``"auto"`` probes
+        the lock directory's filesystem once, see :func:`choose_lock_kind`).
     lease
         Soft locks only: seconds without a heartbeat after which the lock is broken.
     what
         Names the blob in messages.
     """
 
-    def __init__(self, lock_path: Path, owner_path: Path, *, kind: str = "posix",
+    def __init__(self, lock_path: Path, owner_path: Path, *, kind: str | None = None,
                  lease: float = DEFAULT_LEASE, what: str = "blob") -> None:
-        self.lock_path = Path(lock_path)
+        self.kind = choose_lock_kind(Path(lock_path).parent, kind)
+        # A soft lock's marker has its own name: a cache once used with OS locks keeps its
+        # (never deleted) .lock files, which must not read as markers held by nobody.
+        self.lock_path = Path(lock_path).with_suffix(".lease") if self.kind == "soft" else Path(lock_path)
         self.owner_path = Path(owner_path)
-        self.kind = resolve_lock_kind(kind)
         self.lease = float(lease)
         self.what = what
         self._token = uuid.uuid4().hex
@@ -230,7 +450,7 @@ class BlobLock:
                         f"a soft lock is broken once its holder misses its heartbeat for {self.lease:.0f} s")
                 raise LockTimeoutError(
                     f"waited {now - started:.0f} s for {self.what}, held by {who} (lock {self.lock_path}); "
-                    f"{hint}; raise lock_timeout to wait longer"
+                    f"{hint}; raise lock_timeout to wait longer", path=str(self.lock_path)
                 )
             sleep = _POLL if deadline is None else max(0.0, min(_POLL, deadline - now))
             if cancel is not None:
@@ -336,4 +556,5 @@ class BlobLock:
         self.release()
 
 
-__all__ = ["BlobLock", "LockOwner", "LOCK_KINDS", "DEFAULT_LEASE", "read_owner", "resolve_lock_kind"]
+__all__ = ["BlobLock", "LockOwner", "LockProbe", "Mount", "LOCK_KINDS", "LOCK_CHOICES", "DEFAULT_LEASE",
+           "choose_lock_kind", "mount_of", "probe_locks", "read_owner", "resolve_lock_kind"]

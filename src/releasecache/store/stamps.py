@@ -13,6 +13,12 @@ mounts, ``cp`` without ``--preserve=xattr``), while a file works everywhere
 the cache does. A stamp records the inode, so a copied or restored cache
 (new inodes) is re-hashed once on its next fast verify, which is what one wants.
 
+Each stamp also says when the blob's bytes were last hashed (``verified``,
+epoch seconds): at publish (the bytes were hashed as they arrived) and at each
+full verification. An incremental ``verify(mode="full")`` hashes the blobs
+verified longest ago first, so it can be stopped (by a time or byte budget, or
+by a kill) and continue where it stopped.
+
 What the fast mode cannot see: bytes that rot in place without any change of
 size, mtime or inode (media errors, a tool that restores mtimes). ``mode="full"``
 hashes every byte.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +42,33 @@ def stamp_path(stamps_dir: Path, file_hash: str) -> Path:
     return stamps_dir / file_hash[:2] / file_hash
 
 
-def stamp_of(st: os.stat_result) -> dict[str, Any]:
-    return {"format": STAMP_FORMAT, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+def stamp_of(st: os.stat_result, verified: float | None = None) -> dict[str, Any]:
+    return {"format": STAMP_FORMAT, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino,
+            "verified": time.time() if verified is None else verified}
 
 
-def write_stamp(stamps_dir: Path, file_hash: str, blob: Path) -> bool:
-    """Record the stamp of a just-verified blob. Best effort: returns False on any OS error."""
+def write_stamp(stamps_dir: Path, file_hash: str, blob: Path, *, verified: float | None = None,
+                mode: int | None = None) -> bool:
+    """Record the stamp of a blob whose bytes were just hashed (at ``verified``, default now).
+
+    ``mode`` is the stamp file's permission bits (default: what the umask allows).
+    Best effort: returns False on any OS error.
+    """
     try:
         st = os.lstat(blob)
-        atomic_write(stamp_path(stamps_dir, file_hash), json.dumps(stamp_of(st)).encode(), durable=False)
+        atomic_write(stamp_path(stamps_dir, file_hash), json.dumps(stamp_of(st, verified)).encode(),
+                     durable=False, mode=mode)
         return True
     except OSError:
         return False
+
+
+def last_verified(stamp: dict[str, Any] | None) -> float:
+    """When the stamped blob's bytes were last hashed (0.0 if never recorded)."""
+    try:
+        return float((stamp or {}).get("verified") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def read_stamp(stamps_dir: Path, file_hash: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@
       .locks/<h>.lock  .locks/<h>.owner        per-blob inter-process locks and who holds them
       .stamps/<h[:2]>/<h>                      (size, mtime_ns, inode) recorded when the blob was verified
       .quarantine/                             blobs that failed verify(), moved aside for inspection
+      .usage/<manifest name>                   when each manifest was last used (mtime; gc's window, the budget)
       state                                    last used manifest per project
 
 Read-only *layers* (other cache directories, e.g. a site-wide copy) are
@@ -36,11 +37,11 @@ from typing import Any, Iterator
 from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT
 from ..errors import StorageError, UnsafePathError
 from ..manifest import check_relative_path
-from ..utils import atomic_write, fsync_dir
+from ..utils import atomic_write, blob_mode, fsync_dir
 from .ingest import download_partial, download_sidecar
 from .layers import find_in_layers, import_blob
 from .links import try_links
-from .locks import BlobLock, resolve_lock_kind
+from .locks import BlobLock, choose_lock_kind, resolve_lock_kind
 from .stamps import remove_stamp, stamp_path, write_stamp
 
 log = logging.getLogger("releasecache")
@@ -70,7 +71,8 @@ class Store:
         blobs/, same filesystem only; falls back to a copy), or ``"copy"``
         (copied and re-hashed, so this cache no longer depends on the layer).
     lock_kind
-        ``"posix"`` or ``"soft"``; see :mod:`releasecache.store.locks`.
+        ``"auto"`` (the default: probe whether this filesystem's locks exclude, once per
+        directory and host), ``"posix"`` or ``"soft"``; see :mod:`releasecache.store.locks`.
     lock_lease
         Seconds a soft lock survives without its holder's heartbeat.
     """
@@ -102,6 +104,10 @@ class Store:
             if not os.access(self.root, os.W_OK):
                 log.info("cache directory %s is not writable; using it read-only", self.root)
                 self.read_only = True
+        if not self.read_only and self.lock_kind == "auto":
+            # Find out now, once, whether this filesystem's locks exclude (a read-only cache takes none).
+            self._check_no_symlinked_dirs(self.locks_dir / "_")
+            self.lock_kind = choose_lock_kind(self.locks_dir, "auto", probe_dir=self.root)
 
     # -- paths ----------------------------------------------------------------
 
@@ -245,14 +251,14 @@ class Store:
                 fd = os.open(partial, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
                 try:
                     os.fsync(fd)
-                    os.fchmod(fd, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+                    os.fchmod(fd, blob_mode())  # read-only for everyone the umask lets read
                 finally:
                     os.close(fd)
             os.replace(partial, dest)
         except OSError as exc:
             if exc.errno == errno.ENOENT and self.has_own_blob(file_hash):
                 return dest  # a process that lost its lock published the same verified bytes first
-            raise StorageError.from_os_error(exc, f"cannot publish blob {file_hash[:16]}…") from None
+            raise StorageError.from_os_error(exc, f"cannot publish blob {file_hash[:16]}…", file_hash=file_hash) from None
         fsync_dir(dest.parent)
         self.stamp(file_hash)
         return dest
@@ -273,7 +279,7 @@ class Store:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise StorageError.from_os_error(exc, f"cannot delete blob {file_hash[:16]}…") from None
+            raise StorageError.from_os_error(exc, f"cannot delete blob {file_hash[:16]}…", file_hash=file_hash) from None
         remove_stamp(self.stamps_dir, file_hash)
 
     def _check_no_symlinked_dirs(self, path: Path) -> None:
@@ -380,12 +386,22 @@ class Store:
     def iter_blobs(self) -> Iterator[tuple[str, Path]]:
         """Every published blob as ``(hash, path)``: regular files named by a hash, never through links."""
         self._check_no_symlinked_dirs(self.blobs_dir / "xx" / "_")
-        if not self.blobs_dir.is_dir():
+        try:
+            if not self.blobs_dir.is_dir():
+                return
+            subs = sorted(self.blobs_dir.iterdir())
+        except PermissionError as exc:  # another user's directory with a narrow umask: verify reports it
+            log.warning("cannot list %s: %s", self.blobs_dir, exc.strerror)
             return
-        for sub in sorted(self.blobs_dir.iterdir()):
+        for sub in subs:
             if len(sub.name) != 2 or not stat.S_ISDIR(os.lstat(sub).st_mode):
                 continue
-            for blob in sorted(sub.iterdir()):
+            try:
+                names = sorted(sub.iterdir())
+            except PermissionError as exc:
+                log.warning("cannot list %s: %s", sub, exc.strerror)
+                continue
+            for blob in names:
                 name = blob.name
                 if len(name) == 128 and name.startswith(sub.name) and all(c in "0123456789abcdef" for c in name):
                     try:

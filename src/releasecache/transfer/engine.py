@@ -15,11 +15,21 @@ import mmap
 import os
 import threading
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import IntegrityError, RemoteError, StorageError, TransientRemoteError, VersionMismatchError
+from ..errors import (
+    DownloadError,
+    IntegrityError,
+    PublisherWarning,
+    ReleaseCacheError,
+    RemoteError,
+    StorageError,
+    TransientRemoteError,
+    VersionMismatchError,
+)
 from ..manifest import FileEntry
 from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
 from ..store import Store
@@ -173,6 +183,9 @@ class Transfer:
             self._active += 1
         try:
             return self._fetch_locked(remote, entry, progress)
+        except ReleaseCacheError as exc:
+            _add_context(exc, entry)
+            raise
         finally:
             with self._pool_lock:
                 self._active -= 1
@@ -186,7 +199,10 @@ class Transfer:
             if found is not None:  # another process finished it while we waited
                 return found
             last: IntegrityError | None = None
-            for attempt in range(1, self.config.integrity_attempts + 1):
+            failures: list[IntegrityError] = []  # of fresh downloads: what the server holds
+            attempt = 0
+            while attempt < self.config.integrity_attempts:
+                resuming = self._read_sidecar(entry) is not None
                 try:
                     partial = self._download(remote, entry, progress)
                 except IntegrityError as exc:
@@ -194,6 +210,11 @@ class Transfer:
                     last = exc
                     if exc.permanent:
                         raise
+                    if resuming:  # the partial left by an earlier run was wrong, not this answer: not counted
+                        log.warning("%s; the partial download was stale; fetching it again from the start", exc)
+                        continue
+                    failures.append(exc)
+                    attempt += 1
                     log.warning("%s (attempt %d of %d); fetching it again from the start",
                                 exc, attempt, self.config.integrity_attempts)
                     continue
@@ -205,10 +226,11 @@ class Transfer:
                 except StorageError:
                     self._discard(h)  # cannot publish (permissions, full disk): leave no orphan behind
                     raise
+            warn_if_publisher_mistake(entry, failures)
             raise IntegrityError(
                 f"{entry.relative_path}: content did not match the manifest's blake2b after "
                 f"{self.config.integrity_attempts} downloads; last problem: {last}"
-            )
+            ).with_context(**(last.context if last is not None else {}))
 
     # -- internals --------------------------------------------------------------
 
@@ -256,9 +278,16 @@ class Transfer:
             try:
                 self._check_version(entry, response, remote)
                 if response.partial and response.total_size is not None:
-                    if entry.size is not None and response.total_size != entry.size:
-                        raise IntegrityError(f"{entry.relative_path}: server reports {response.total_size} bytes, "
-                                             f"manifest says {entry.size}")
+                    if response.start != 0:
+                        raise TransientRemoteError(f"{entry.relative_path}: asked for byte 0, the server sent from "
+                                                   f"byte {response.start}").with_context(expected=0, got=response.start)
+                    size = response.total_size
+                    if entry.size is not None and size != entry.size:
+                        err = IntegrityError(
+                            f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}"
+                        ).with_context(expected=entry.size, got=size)
+                        err.server_size = size  # type: ignore[attr-defined]
+                        raise err
             except BaseException as exc:
                 self._end(response, 0, started, exc)
                 raise
@@ -316,7 +345,7 @@ class Transfer:
         sink: Sink | None = None
         try:
             try:
-                fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+                fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)  # the umask decides
             except OSError as exc:
                 raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
             sink = Sink(partial, fd, direct=self.config.direct_io)
@@ -339,8 +368,10 @@ class Transfer:
         finally:
             sink.close()
         if digest != h:
-            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes is {digest[:16]}…, "
-                                 f"manifest says {h[:16]}…")
+            err = IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes is {digest[:16]}…, "
+                                 f"manifest says {h[:16]}…").with_context(expected=h, got=digest)
+            err.digest = digest  # type: ignore[attr-defined]
+            raise err
         try:
             os.unlink(self.store.sidecar_path(h))
         except OSError:
@@ -398,35 +429,63 @@ class Transfer:
         self.stats["bytes"] += got
         return view
 
+    def _whole_limit(self, remote: Remote, entry: FileEntry, response: RangeResponse) -> int:
+        """The most bytes a full answer may hold: the manifest's size, the announced one, else a HEAD's."""
+        for known in (entry.size, response.length, response.total_size):
+            if known is not None:
+                return known
+        try:  # a body without a length (chunked, or ended by closing) could go on forever
+            return remote.stat(entry.location)
+        except RemoteError as exc:
+            raise DownloadError(f"{entry.relative_path}: the server sent the whole object without saying its "
+                                f"size, and would not tell it: {exc}").with_context(**exc.context) from exc
+
     def _stream_whole(self, remote: Remote, entry: FileEntry, response: RangeResponse,
                       progress: Progress | None) -> Path:
-        """Write a full (non-ranged) answer to the partial file, hashing as it streams."""
+        """Write a full (non-ranged) answer to the partial file, hashing as it streams.
+
+        Never more than the object's size is read: a body that never ends is cut
+        off one chunk past it.
+        """
         h = entry.file_hash
         partial = self.store.partial_path(h)
         hasher = new_hasher()
+        limit = self._whole_limit(remote, entry, response)
         got = 0
         try:
-            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644), "wb") as fh:
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o666), "wb") as fh:
                 for chunk in response.chunks:
+                    got += len(chunk)
+                    if got > limit:
+                        break
                     hasher.update(chunk)
                     fh.write(chunk)
-                    got += len(chunk)
                     if progress:
                         progress(len(chunk))
         except OSError as exc:
             raise StorageError.from_os_error(exc, f"cannot write {partial}") from None
-        except TransientRemoteError:
+        except TransientRemoteError as exc:
             if progress and got:
                 progress(-got)
-            raise IntegrityError(f"{entry.relative_path}: the connection broke after {got} bytes") from None
+            raise IntegrityError(f"{entry.relative_path}: the connection broke after {got} bytes ({exc})"
+                                 ).with_context(expected=limit, got=got) from None
+        if got > limit:
+            if progress:
+                progress(-(got - len(chunk)))
+            raise IntegrityError(f"{entry.relative_path}: the server sent more than the {limit} bytes the object "
+                                 "has; stopped reading").with_context(expected=limit, got=got)
         expected = response.length if response.length is not None else response.total_size
         if expected is not None and got != expected:
-            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, server announced {expected}")
+            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, server announced {expected}"
+                                 ).with_context(expected=expected, got=got)
         if entry.size is not None and got != entry.size:
-            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, manifest says {entry.size}")
+            raise IntegrityError(f"{entry.relative_path}: got {got} bytes, manifest says {entry.size}"
+                                 ).with_context(expected=entry.size, got=got)
         self.stats["bytes"] += got
-        if hasher.hexdigest() != h:
-            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes does not match the manifest")
+        digest = hasher.hexdigest()
+        if digest != h:
+            raise IntegrityError(f"{entry.relative_path}: blake2b of the downloaded bytes does not match the manifest"
+                                 ).with_context(expected=h, got=digest)
         return partial
 
     def _fetch_part(self, remote: Remote, entry: FileEntry, sink: Sink, start: int, end: int, size: int,
@@ -442,10 +501,11 @@ class Transfer:
                 self._check_version(entry, response, remote)
                 if not response.partial or response.start != start:
                     raise RemoteError(f"{entry.relative_path}: server ignored the Range header "
-                                      f"(asked for offset {start})")
+                                      f"(asked for offset {start})").with_context(expected=start, got=response.start)
                 if response.total_size is not None and response.total_size != size:
                     raise IntegrityError(f"{entry.relative_path}: object size changed from {size} to "
-                                         f"{response.total_size} during the download")
+                                         f"{response.total_size} during the download"
+                                         ).with_context(expected=size, got=response.total_size)
                 data = self._collect(response, expected, entry, progress, cancel)
                 moved = len(data)
                 return data
@@ -565,3 +625,37 @@ class Transfer:
                 raise IntegrityError("partial file is shorter than its sidecar says")
             hasher.update(chunk)
             offset += len(chunk)
+
+
+def warn_if_publisher_mistake(entry: FileEntry, failures: list[IntegrityError]) -> str | None:
+    """Warn (:class:`~releasecache.errors.PublisherWarning`) if failed downloads agree on what the server holds.
+
+    A transfer error differs from one download to the next; a server object that
+    every download finds with the same size or the same (wrong) blake2b is
+    simply not what the manifest describes: a publisher's mistake. Returns the
+    message, or None if the failures do not show one.
+    """
+    where = f"s3://{entry.bucket}/{entry.key} version {entry.version_id or '(unpinned)'}"
+    sizes = {getattr(f, "server_size", None) for f in failures}
+    digests = {getattr(f, "digest", None) for f in failures}
+    message = None
+    if len(failures) >= 2 and len(sizes) == 1 and None not in sizes:
+        message = (f"{entry.relative_path}: the server's object {where} has {sizes.pop()} bytes in every one of "
+                   f"{len(failures)} downloads, the manifest says {entry.size}: the manifest does not describe "
+                   "the object it pins")
+    elif len(failures) >= 2 and len(digests) == 1 and None not in digests:
+        message = (f"{entry.relative_path}: the server's object {where} has blake2b {digests.pop()[:16]}… in every "
+                   f"one of {len(failures)} downloads, the manifest says {entry.file_hash[:16]}…: the manifest "
+                   "does not describe the object it pins (unless something between here and the server rewrites "
+                   "the bytes the same way every time)")
+    if message:
+        warnings.warn(message, PublisherWarning, stacklevel=3)
+    return message
+
+
+def _add_context(exc: ReleaseCacheError, entry: FileEntry) -> None:
+    """Name the file on an error (and what the error it wraps knew), keeping what is already set."""
+    cause = exc.__cause__
+    context = dict(cause.context) if isinstance(cause, ReleaseCacheError) else {}
+    context.update(path=entry.relative_path, url=entry.url, key=entry.key, version_id=entry.version_id or None)
+    exc.with_context(**{k: v for k, v in context.items() if getattr(exc, k) is None})

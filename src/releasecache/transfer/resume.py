@@ -86,4 +86,5 @@ def write_sidecar(store: "Store", entry: "FileEntry", size: int, done: list[list
         # Advisory: a lost or stale sidecar only costs a restart, since the full hash decides.
         atomic_write(store.sidecar_path(entry.file_hash), json.dumps(record).encode(), durable=False)
     except OSError as exc:
-        raise StorageError.from_os_error(exc, f"cannot record progress of {entry.relative_path}") from None
+        raise StorageError.from_os_error(exc, f"cannot record progress of {entry.relative_path}",
+                                         file_hash=entry.file_hash, version_id=entry.version_id or None) from None

@@ -79,7 +79,7 @@ class RetryPolicy:
                 if attempt == self.max_attempts:
                     message = (give_up(attempt, exc) if give_up is not None
                                else f"{what}: gave up after {attempt} attempts; last error: {exc}")
-                    raise DownloadError(message) from exc
+                    raise DownloadError(message, **exc.context) from exc  # the last try's url, key ...
                 if on_retry is not None:
                     on_retry()
                 wait = self.delay(attempt, exc)

@@ -84,7 +84,7 @@ class Sink:
             _pwrite_all(self.fd, data, offset)
             _start_writeback(self.fd, offset, len(data))
         except OSError as exc:
-            raise StorageError.from_os_error(exc, f"cannot write {self.path}") from None
+            raise StorageError.from_os_error(exc, f"cannot write {self.path}", path=str(self.path)) from None
 
     def close(self) -> None:
         for fd in (self.direct_fd, self.fd):

@@ -10,10 +10,20 @@ pattern of HDF5 metadata). It counts what it fetched (:attr:`RemoteFile.bytes_re
 :attr:`RemoteFile.requests`), which is how the documentation's "fraction of the
 file read" numbers are measured.
 
-Streamed bytes are **not hash-verified**: only a full download can be checked
-against the manifest's blake2b. Every :class:`RemoteFile` says so
-(``verified = False``), and a streamed file is listed with ``"streamed": true``
-in the reproducibility record (:mod:`releasecache.cache.record`).
+Streamed bytes are **not hash-verified** unless the whole file is read in
+order: only the full content can be checked against the manifest's blake2b.
+Given the expected hash, a :class:`RemoteFile` hashes what it fetches while the
+fetches run contiguously from byte 0; once the last byte arrives the hash is
+compared (a mismatch raises :class:`~releasecache.errors.IntegrityError`) and
+``verified`` becomes True. Otherwise ``verified`` stays False, and a streamed
+file is listed with ``"streamed": true`` in the reproducibility record
+(:mod:`releasecache.cache.record`).
+
+What arrives unverified is still checked as far as it can be: every answer
+must be the version asked for (a server that does not say which version it
+sent is refused), come from the host asked (not a redirect elsewhere), and be
+exactly the bytes asked for; a body is never read past what was asked, so an
+endless one cannot fill memory.
 
 Example
 -------
@@ -32,9 +42,17 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from ..errors import DownloadError, TransientRemoteError, VersionMismatchError
+from ..errors import (
+    DownloadError,
+    IntegrityError,
+    ReleaseCacheError,
+    RemoteError,
+    TransientRemoteError,
+    VersionMismatchError,
+)
 from ..manifest import S3Location
 from ..remote.base import RangeNotSatisfiable, Remote
+from ..utils import new_hasher
 from .retry import RetryPolicy
 
 log = logging.getLogger("releasecache")
@@ -61,10 +79,11 @@ class RemoteFile(io.RawIOBase):
         metadata reads then need few requests, and each costs little more than its
         round trip.
     head_bytes, tail_bytes
-        Read when the file is opened, in one request each, the tail in the
-        background: HDF5 keeps most of its metadata (superblock, object headers,
-        B-trees, heaps) near the start, and what was written last near the end. At
-        most 1/32 (head) and 1/64 (tail) of the file.
+        Read when the file is opened, in one request each, in the background:
+        HDF5 keeps most of its metadata (superblock, object headers, B-trees,
+        heaps) near the start, and what was written last near the end. At most
+        1/32 (head) and 1/64 (tail) of the file; reads wait only for the blocks
+        they need.
     max_readahead
         Largest single request while reads are sequential.
     cache_bytes
@@ -73,11 +92,15 @@ class RemoteFile(io.RawIOBase):
         Tries per request on transient failures (connection resets, 5xx, SlowDown).
     name
         A name for messages (defaults to the key).
+    expected_hash
+        The manifest's blake2b of the file: when the file is fetched in order to
+        its end, the bytes are checked against it.
 
     Attributes
     ----------
     verified : bool
-        Always False: streamed bytes are not checked against the manifest hash.
+        True once every byte was fetched in order and matched ``expected_hash``;
+        False otherwise (the bytes read are not proven to be the manifest's).
     bytes_read : int
         Bytes fetched from the remote so far (not bytes returned to the reader).
     requests : int
@@ -100,6 +123,7 @@ class RemoteFile(io.RawIOBase):
         cache_bytes: int = 256 * MiB,
         max_attempts: int = 6,
         name: str | None = None,
+        expected_hash: str | None = None,
     ) -> None:
         super().__init__()
         if block_size < 1 or max_readahead < block_size:
@@ -118,12 +142,17 @@ class RemoteFile(io.RawIOBase):
         self._last_block = -2
         self._run = 1
         self._lock = threading.Lock()
-        self._count_lock = threading.Lock()
+        self.expected_hash = expected_hash
+        self._hasher = new_hasher() if expected_hash else None
+        self._hashed = 0  # bytes hashed so far, all from byte 0 in order
+        self._corrupt: IntegrityError | None = None
+        self._count_lock = threading.Lock()  # counters and the in-order hash: background fetches too
         self._pending: list[tuple[int, int, threading.Thread, list]] = []  # background fetches
-        if size is not None:
-            self.size = int(size)
-        else:
-            self.size = self._probe()
+        if size is None:
+            size = self._probe()
+        self.size = int(size)
+        if self._hasher is not None and self._hashed >= self.size:  # all of it came with the probe
+            self._hash_complete()
         self._prefetch_ends(head_bytes, tail_bytes)
 
     # -- io.RawIOBase ----------------------------------------------------------
@@ -158,6 +187,8 @@ class RemoteFile(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         self._check_open()
+        if self._corrupt is not None:
+            raise self._corrupt
         view = memoryview(buffer).cast("B")
         want = min(len(view), max(0, self.size - self._pos))
         if want <= 0:
@@ -246,31 +277,14 @@ class RemoteFile(io.RawIOBase):
         for j in range(0, len(data), bs):
             self._blocks[index + j // bs] = data[j: j + bs]
 
-    def _probe(self) -> int:
-        """Learn the size from a GET of the first block (kept: HDF5 reads its superblock first)."""
-        try:
-            self.size = 1 << 62  # unknown until the answer; bounds nothing in _fetch
-            data, total = self._fetch(0, self.block_size - 1, exact=False)
-        except DownloadError as exc:
-            if isinstance(exc.__cause__, RangeNotSatisfiable):
-                return 0  # an empty object
-            raise
-        if total is None:
-            raise DownloadError(f"streaming {self.name}: the server did not report the object's size")
-        if data:
-            self._blocks[0] = data
-        self._last_block = 0
-        return total
-
     def _prefetch_ends(self, head_bytes: int, tail_bytes: int) -> None:
-        """Start background fetches of the head and the tail (one request each); reads that
-        need those blocks wait for them, others go ahead."""
+        """Start background fetches of the head and the tail (one request each)."""
         bs = self.block_size
         n_blocks = (self.size + bs - 1) // bs
         head = max(1, min(head_bytes, self.size // 32) // bs) if self.size else 0
         first_missing = 1 if 0 in self._blocks else 0
         if head > first_missing:
-            self._background(first_missing, head)
+            self._background(first_missing, min(head, n_blocks))
         tail_first = max(head, (self.size - min(tail_bytes, self.size // 64)) // bs)
         if tail_bytes and self.size // 64 >= bs and tail_first < n_blocks:
             self._background(tail_first, n_blocks)
@@ -300,39 +314,140 @@ class RemoteFile(io.RawIOBase):
             elif box[0] is not None:
                 self._store_run(a // self.block_size, box[0])
         self._pending = keep
+        if self._corrupt is not None:  # a background fetch completed the hash, and it did not match
+            raise self._corrupt
+
+    def _context(self, **extra: Any) -> dict[str, Any]:
+        return {"path": self.name, "key": self.location.key, "version_id": self.location.version_id, **extra}
+
+    def _probe(self) -> int:
+        """Learn the size from a GET of the first block (kept: HDF5 reads its superblock first)."""
+        try:
+            self.size = 1 << 62  # unknown until the answer; bounds nothing in _fetch
+            data, total = self._fetch(0, self.block_size - 1, exact=False)
+        except DownloadError as exc:
+            if isinstance(exc.__cause__, RangeNotSatisfiable):
+                return self._size_after_416(exc)
+            raise
+        if total is None:
+            raise DownloadError(f"streaming {self.name}: the server did not report the object's size").with_context(
+                **self._context())
+        if data:
+            self._blocks[0] = data
+            self._note_hashed(0, data)
+        self._last_block = 0
+        return total
+
+    def _size_after_416(self, exc: DownloadError) -> int:
+        """A 416 for byte 0 means an empty object, or a server that refuses a valid range: ask its size."""
+        try:
+            size = self.remote.stat(self.location)
+        except RemoteError as stat_error:
+            raise DownloadError(f"streaming {self.name}: the server refused byte 0 (416) and then its size: "
+                                f"{stat_error}").with_context(**self._context()) from stat_error
+        if size:
+            raise DownloadError(f"streaming {self.name}: the server refused a valid range (416) of an object of "
+                                f"{size} bytes").with_context(**self._context(expected=size)) from exc
+        return 0
+
+    def _check_answer(self, response: Any, start: int) -> None:
+        """Refuse an answer that is not provably the pinned version from the host asked."""
+        pinned = self.location.version_id
+        if self.remote.reports_version and pinned and response.version_id != pinned:
+            if response.version_id is not None:
+                raise VersionMismatchError(
+                    f"{self.name}: asked for version {pinned}, the server sent {response.version_id}; refusing to "
+                    "read another version of the file", path=self.name, expected=pinned, actual=response.version_id
+                ).with_context(**self._context())
+            raise IntegrityError(f"{self.name}: asked for version {pinned}, the server sent no version id; refusing "
+                                 "to read bytes that cannot be shown to be that version").with_context(
+                **self._context(expected=pinned))
+        if response.redirected_to is not None:
+            raise RemoteError(
+                f"{self.name}: answered by another host ({response.redirected_to}) after a redirect; streamed "
+                "bytes are not hash-verified, so they are read only from the remote asked (download the file "
+                "instead: it is verified)").with_context(**self._context(url=response.redirected_to))
+        if response.partial and response.start != start:
+            raise TransientRemoteError(f"{self.name}: asked for byte {start}, the server sent from byte "
+                                       f"{response.start}").with_context(**self._context(expected=start,
+                                                                                         got=response.start))
+
+    @staticmethod
+    def _read_upto(response: Any, limit: int) -> bytes:
+        """At most ``limit`` bytes of a body: never more, whatever the server sends."""
+        buf = bytearray(limit)
+        view = memoryview(buf)
+        got = 0
+        while got < limit:
+            n = response.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        view.release()
+        del buf[got:]
+        return bytes(buf)
 
     def _fetch(self, start: int, end: int, *, exact: bool = True) -> Any:
         expected = end - start + 1
 
-        def attempt() -> bytes:
+        def attempt() -> Any:
             with self._count_lock:
                 self.requests += 1
             with self.remote.get_range(self.location, start, end) as response:
-                if (self.remote.reports_version and self.location.version_id and response.version_id
-                        and response.version_id != self.location.version_id):
-                    raise VersionMismatchError(
-                        f"{self.name}: asked for version {self.location.version_id}, the server sent "
-                        f"{response.version_id}; refusing to read another version of the file",
-                        path=self.name, expected=self.location.version_id, actual=response.version_id)
-                body = b"".join(response.chunks)
-                with self._count_lock:
-                    self.bytes_read += len(body)
+                self._check_answer(response, start)
                 total = response.total_size
-                if not response.partial:  # the server ignored Range and sent everything
-                    total = len(body)
-                    body = body[start: end + 1]
-                elif response.start != start:
-                    raise TransientRemoteError(f"{self.name}: asked for byte {start}, got {response.start}")
+                if response.partial:
+                    body = self._read_upto(response, expected + 1)  # one more byte tells a body too long
+                    with self._count_lock:
+                        self.bytes_read += len(body)
+                    if len(body) > expected:
+                        raise TransientRemoteError(f"{self.name}: the server sent more than the {expected} bytes "
+                                                   f"asked for at {start}").with_context(**self._context())
+                else:  # the server ignored Range: read up to the last byte wanted, no further
+                    if total is None:
+                        raise TransientRemoteError(f"{self.name}: the server ignored the Range and did not say the "
+                                                   "object's size").with_context(**self._context())
+                    body = self._read_upto(response, min(end + 1, total))
+                    with self._count_lock:
+                        self.bytes_read += len(body)
+                    body = body[start:]
             if exact and len(body) != expected:
-                raise TransientRemoteError(f"{self.name}: short read at {start}: {len(body)} of {expected} bytes")
+                raise TransientRemoteError(f"{self.name}: short read at {start}: {len(body)} of {expected} bytes"
+                                           ).with_context(**self._context(expected=expected, got=len(body)))
             if not exact:
                 want = min(expected, total) if total is not None else len(body)
                 if len(body) != want:
-                    raise TransientRemoteError(f"{self.name}: short read at {start}: {len(body)} of {want} bytes")
+                    raise TransientRemoteError(f"{self.name}: short read at {start}: {len(body)} of {want} bytes"
+                                               ).with_context(**self._context(expected=want, got=len(body)))
                 return body, total
+            with self._count_lock:
+                self._note_hashed(start, body)
             return body
 
         return self._retry(attempt, f"GET bytes {start}-{end}")
+
+    def _note_hashed(self, start: int, body: bytes) -> None:
+        """Extend the in-order hash with fetched bytes; check it when the last byte is in."""
+        if self._hasher is None or not start <= self._hashed <= start + len(body):
+            return
+        self._hasher.update(memoryview(body)[self._hashed - start:])
+        self._hashed = start + len(body)
+        if self._hashed >= self.size:
+            self._hash_complete()
+
+    def _hash_complete(self) -> None:
+        assert self._hasher is not None
+        got = self._hasher.hexdigest()
+        self._hasher = None
+        if got == self.expected_hash:
+            self.verified = True
+            return
+        self._corrupt = IntegrityError(
+            f"{self.name}: the streamed bytes do not match the manifest's blake2b ({got[:16]}…, manifest says "
+            f"{str(self.expected_hash)[:16]}…); the server sent wrong content").with_context(
+                **self._context(expected=self.expected_hash, got=got))
+        self._blocks.clear()
+        raise self._corrupt
 
     def _retry(self, fn: Any, what: str) -> Any:
         def give_up(n: int, exc: BaseException) -> str:
@@ -343,7 +458,13 @@ class RemoteFile(io.RawIOBase):
         try:
             return policy.call(fn, what=f"streaming {self.name}: {what}", give_up=give_up)
         except RangeNotSatisfiable as exc:
-            raise DownloadError(give_up(1, exc)) from exc
+            raise DownloadError(give_up(1, exc)).with_context(**{**exc.context, **self._context()}) from exc
+        except DownloadError as exc:  # gave up: say which object, and what the last failure knew
+            cause = exc.__cause__
+            if isinstance(cause, ReleaseCacheError):
+                exc.with_context(**cause.context)
+            exc.with_context(**self._context())
+            raise
 
 
 __all__ = ["RemoteFile"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
@@ -13,18 +13,31 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: b
     ``durable=False`` skips the fsync, for advisory records (resume sidecars,
     lock owners, verification stamps) whose loss after a power cut costs
     only a little repeated work. The temporary file is created exclusively,
-    so a planted symlink at its name is never followed.
+    so a planted symlink at its name is never followed. The file gets ``mode``,
+    by default what the umask allows (``0o666 & ~umask``, as ``open()`` would
+    give; ``mkstemp`` would give 0600 and lock every other user out).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _attempt in range(100):
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            # Created with the final mode (the kernel applies the umask), so even a temporary
+            # file left by a killed process never locks another user out.
+            fd = os.open(tmp, flags, 0o666 if mode is None else mode)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 collisions of 32 random bits
+        raise FileExistsError(f"no free temporary name next to {path}")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)  # exactly this mode, whatever the umask
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -10,14 +10,16 @@ a reload of an unchanged table comes from a columnar sidecar.
 from __future__ import annotations
 
 import logging
+import operator
 import os
 from typing import TYPE_CHECKING, Any, Iterable
 
+import numpy as np
 import pandas as pd
 
 from ..cache import CloudCache
 from ..config import DEFAULT_BUCKET, DEFAULT_PROJECT
-from ..errors import ManifestVersionError, UnknownSessionError
+from ..errors import InvalidArgumentError, ManifestVersionError, UnknownSessionError
 from ..manifest import Manifest, ManifestDiff, parse_semver
 from ..transfer import TransferConfig
 from .nwb import BehaviorSession, EcephysSession, ProbeMeta
@@ -44,6 +46,26 @@ _TABLE_FILES = {
 }
 
 
+def _cache_dir(value: Any) -> str:
+    """``cache_dir`` as a string with ``~`` expanded, or an error that names the argument."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise InvalidArgumentError(f"cache_dir must be a path (str or os.PathLike), got {type(value).__name__} "
+                                   f"{value!r}")
+    return os.path.expanduser(os.fspath(value))
+
+
+def _row_id(value: Any, what: str) -> int:
+    """A session or probe id as an int: ints, numpy integers, strings of digits and whole floats are accepted."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise UnknownSessionError(f"{what} must be an integer, got {value!r} ({type(value).__name__})") from None
+
+
 class ProjectCache:
     """The Visual Behavior Neuropixels release (or any release shaped like it).
 
@@ -59,8 +81,14 @@ class ProjectCache:
         Open manifests outside :data:`MANIFEST_COMPATIBILITY` anyway.
     """
 
+    #: AllenSDK's class attributes: the public bucket, the project, the manifest versions understood.
+    BUCKET_NAME = BUCKET_NAME
+    PROJECT_NAME = PROJECT_NAME
+    MANIFEST_COMPATIBILITY = MANIFEST_COMPATIBILITY
+
     def __init__(self, cache: CloudCache, *, skip_version_check: bool = False) -> None:
         self.cache = cache
+        cache.ui_name = type(self).__name__  # warnings name the class the user calls
         self.skip_version_check = skip_version_check
         self._tables: dict[tuple[str, str], pd.DataFrame] = {}
         if cache.current_manifest() is None:
@@ -87,7 +115,8 @@ class ProjectCache:
         ``bucket``, ``project`` and ``endpoint_url`` point it at any release
         published the same way (a mirror bucket, MinIO, a local test server).
         """
-        cache = CloudCache.from_s3(os.path.expanduser(cache_dir), bucket, project, endpoint_url=endpoint_url,
+        kwargs.setdefault("ui_name", cls.__name__)
+        cache = CloudCache.from_s3(_cache_dir(cache_dir), bucket, project, endpoint_url=endpoint_url,
                                    anonymous=anonymous, transfer_config=transfer_config, progress=progress,
                                    **kwargs)
         return cls(cache, skip_version_check=skip_version_check)
@@ -102,7 +131,8 @@ class ProjectCache:
                   **kwargs: Any) -> "ProjectCache":
         """A cache fed over plain HTTP(S) (a public bucket URL or a web mirror)."""
         skip = kwargs.pop("skip_version_check", False)
-        return cls(CloudCache.from_http(os.path.expanduser(cache_dir), base_url, project, **kwargs),
+        kwargs.setdefault("ui_name", cls.__name__)
+        return cls(CloudCache.from_http(_cache_dir(cache_dir), base_url, project, **kwargs),
                    skip_version_check=skip)
 
     @classmethod
@@ -110,7 +140,8 @@ class ProjectCache:
                     project: str = PROJECT_NAME, **kwargs: Any) -> "ProjectCache":
         """A cache fed from a mounted or synced copy of the bucket."""
         skip = kwargs.pop("skip_version_check", False)
-        return cls(CloudCache.from_mirror(os.path.expanduser(cache_dir), mirror_dir, project, **kwargs),
+        kwargs.setdefault("ui_name", cls.__name__)
+        return cls(CloudCache.from_mirror(_cache_dir(cache_dir), mirror_dir, project, **kwargs),
                    skip_version_check=skip)
 
     @classmethod
@@ -119,7 +150,8 @@ class ProjectCache:
         """An offline cache: no network; serves what ``cache_dir`` already holds."""
         skip = kwargs.pop("skip_version_check", False)
         kwargs.pop("use_static_cache", None)  # AllenSDK's option; the layout here is always the same
-        return cls(CloudCache.from_local_cache(os.path.expanduser(cache_dir), project, **kwargs),
+        kwargs.setdefault("ui_name", cls.__name__)
+        return cls(CloudCache.from_local_cache(_cache_dir(cache_dir), project, **kwargs),
                    skip_version_check=skip)
 
     def __repr__(self) -> str:
@@ -151,8 +183,8 @@ class ProjectCache:
         """The newest manifest's name."""
         return self.cache.latest_manifest_file()
 
-    def latest_downloaded_manifest_file(self) -> str | None:
-        """The newest manifest already downloaded."""
+    def latest_downloaded_manifest_file(self) -> str:
+        """The newest manifest already downloaded, or ``''``."""
         return self.cache.latest_downloaded_manifest_file()
 
     def list_all_downloaded_manifests(self) -> list[str]:
@@ -164,18 +196,23 @@ class ProjectCache:
         return self.cache.current_manifest()
 
     def load_manifest(self, manifest_name: str) -> None:
-        """Switch to another manifest; tables are re-read for that version."""
-        manifest = self.cache.get_manifest(manifest_name)
-        self._check_version(manifest)
-        self.cache.load_manifest(manifest_name)
+        """Switch to another manifest (a name, or a version such as ``"0.4.0"``); tables are re-read for it."""
+        name = self.cache.resolve_manifest_name(manifest_name)
+        self._check_version(self.cache.get_manifest(name))
+        self.cache.load_manifest(name)
 
     def load_latest_manifest(self) -> None:
-        """Switch to the newest manifest."""
-        self.load_manifest(self.latest_manifest_file())
+        """Switch to the newest manifest (warning if that moves past the newest one used here before)."""
+        self._check_version(self.cache.get_manifest(self.latest_manifest_file()))
+        self.cache.load_latest_manifest()
 
     def compare_manifests(self, manifest_0_name: str, manifest_1_name: str) -> ManifestDiff:
-        """What changed between two manifests; ``print()`` it for the text report."""
+        """What changed between two manifests (names or versions): AllenSDK's report text, as a ``str``."""
         return self.cache.compare_manifests(manifest_0_name, manifest_1_name)
+
+    def construct_local_manifest(self, **kwargs: Any) -> Any:
+        """Re-index the cache directory (see :meth:`releasecache.cache.CloudCache.construct_local_manifest`)."""
+        return self.cache.construct_local_manifest(**kwargs)
 
     @property
     def manifest(self) -> Manifest:
@@ -240,6 +277,7 @@ class ProjectCache:
         return file_id is not None and not pd.isna(file_id) and int(file_id) >= 0
 
     def _ecephys_file_id(self, ecephys_session_id: int) -> int:
+        ecephys_session_id = _row_id(ecephys_session_id, "ecephys_session_id")
         file_id = self._file_id("ecephys_sessions", ecephys_session_id)
         if not self._has_file(file_id):
             raise UnknownSessionError(
@@ -249,6 +287,7 @@ class ProjectCache:
         return int(file_id)
 
     def _behavior_file_id(self, behavior_session_id: int) -> int:
+        behavior_session_id = _row_id(behavior_session_id, "behavior_session_id")
         file_id = self._file_id("behavior_sessions", behavior_session_id)
         if self._has_file(file_id):
             return int(file_id)
@@ -262,6 +301,7 @@ class ProjectCache:
 
     def _probe_file_ids(self, ecephys_session_id: int) -> dict[str, tuple[int, float]]:
         """{probe name: (file id, lfp_sampling_rate)} for the session's probes with LFP files."""
+        ecephys_session_id = _row_id(ecephys_session_id, "ecephys_session_id")
         probes = self._table("probes")
         if self.cache.file_id_column not in probes.columns:
             return {}
@@ -384,11 +424,11 @@ class ProjectCache:
         """
         ids: list[int] | None = None
         if file_ids is not None or ecephys_session_ids is not None or behavior_session_ids is not None:
-            ids = [int(f) for f in (file_ids if file_ids is not None else [])]
+            ids = [_row_id(f, "file id") for f in (file_ids if file_ids is not None else [])]
             for esid in ecephys_session_ids if ecephys_session_ids is not None else []:
-                ids += self._session_file_ids(ecephys_session_id=int(esid), include_lfp=include_lfp)
+                ids += self._session_file_ids(ecephys_session_id=esid, include_lfp=include_lfp)
             for bsid in behavior_session_ids if behavior_session_ids is not None else []:
-                ids += self._session_file_ids(behavior_session_id=int(bsid))
+                ids += self._session_file_ids(behavior_session_id=bsid)
             ids = list(dict.fromkeys(ids))
         return self.cache.prefetch(ids, **kwargs)
 

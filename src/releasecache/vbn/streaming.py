@@ -10,6 +10,7 @@ import logging
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
+from ..cache.budget import lease_open_file
 from ..cache.record import note_used
 from ..errors import OfflineError
 from ..manifest import FileEntry
@@ -43,9 +44,10 @@ def open_entry(cache: "CloudCache", entry: FileEntry, *, prefer_local: bool = Fa
     """
     if prefer_local and cache.is_cached(entry):
         path = cache.ensure(entry)
-        return open(path, "rb")
+        return lease_open_file(open(path, "rb"))  # a size budget does not evict it while it is open
     if cache.remote is None:
         raise OfflineError(f"cannot stream {entry.relative_path}: this cache is offline and the file is not cached")
+    options.setdefault("expected_hash", entry.file_hash)  # a file read in order to its end is then verified
     fobj = RemoteFile(cache.remote, entry.location, size=entry.size, name=entry.relative_path, **options)
     note_used(cache, entry, streamed=True)
     return fobj

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MetadataTableError
-from ..utils import hash_file
+from ..utils import file_mode, hash_file
 
 logger = logging.getLogger("releasecache")
 
@@ -61,9 +61,6 @@ SIDECAR_FORMAT = 1
 
 _OBJECT_TEXT = int(pd.__version__.split(".", 1)[0]) < 3
 """pandas < 3 keeps text as Python objects; pandas >= 3 has an Arrow-backed string dtype."""
-
-SIDECAR_MODE = 0o644
-"""Sidecars are replaced, never edited, so they need no write permission."""
 
 _HEX = re.compile(r"[0-9a-f]{16,128}")
 
@@ -110,14 +107,25 @@ def read_table_csv(name: str, csv_path: Path) -> pd.DataFrame:
     Raises
     ------
     MetadataTableError
-        If ``name`` is unknown or the CSV lacks the index column.
+        If ``name`` is unknown, the file is not a CSV (binary, truncated inside
+        a quote, empty), an integer column holds other values, or the CSV lacks
+        the index column.
     """
     index = _check_name(name)
-    frame = pd.read_csv(csv_path)
+    try:
+        frame = pd.read_csv(csv_path)
+    except ValueError as exc:  # ParserError, EmptyDataError, UnicodeDecodeError: not a CSV at all
+        raise MetadataTableError(f"{csv_path} cannot be read as the {name} table: {type(exc).__name__}: "
+                                 f"{str(exc)[:300]}") from None
     if name in NULLABLE_INT_TABLES:
         for column in INTEGER_COLUMNS:
             if column in frame.columns:
-                frame[column] = frame[column].astype("Int64")
+                try:
+                    frame[column] = frame[column].astype("Int64")
+                except (TypeError, ValueError, OverflowError) as exc:  # text, fractions, huge numbers
+                    raise MetadataTableError(
+                        f"{csv_path}: column {column!r} of the {name} table holds values that are not integers "
+                        f"({type(exc).__name__}: {str(exc)[:200]})") from None
     if index not in frame.columns:
         raise MetadataTableError(
             f"{csv_path} has no {index!r} column, so it cannot be the {name} table "
@@ -247,10 +255,10 @@ def _write_sidecar(frame: pd.DataFrame, path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                          delete=False) as handle:
             tmp_name = handle.name
+            os.fchmod(handle.fileno(), file_mode())  # at once: a sidecar left by a kill must not be 0600
             feather.write_feather(table, handle, compression="uncompressed")
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, SIDECAR_MODE)
         os.replace(tmp_name, path)
         tmp_name = None
     except (OSError, pa.ArrowException, ValueError, TypeError) as exc:

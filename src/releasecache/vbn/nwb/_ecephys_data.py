@@ -14,7 +14,7 @@ from ...errors import NwbLayoutError
 from . import layout
 from ._file import (
     get_child,
-    json_description,
+    is_ragged,
     processing_child,
     ragged_parts,
     read_dataset,
@@ -54,8 +54,33 @@ def ragged_unit_column(nwbfile: Any, name: str, path: Path) -> tuple[np.ndarray,
     units = nwbfile.units
     if units is None or name not in units.colnames:
         raise NwbLayoutError(f"{path.name} has no units column {name!r}")
-    values, ends = ragged_parts(units[name])
+    column = units[name]
+    if not is_ragged(column):
+        raise NwbLayoutError(f"{path.name}: units column {name!r} is not ragged")
+    values, ends = ragged_parts(column)
     return table_ids(units), split_ragged(values, ends)
+
+
+def mean_waveforms(nwbfile: Any, path: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Unit ids and each unit's mean waveform as (channels, samples).
+
+    Reads both layouts pynwb accepts for ``waveform_mean``: ragged (the
+    release's files: one row of samples per channel) and one fixed-shape
+    dataset of (units, samples) or (units, samples, channels), whose
+    per-unit (samples, channels) block is transposed.
+    """
+    units = nwbfile.units
+    if units is None or "waveform_mean" not in units.colnames:
+        raise NwbLayoutError(f"{path.name} has no units column 'waveform_mean'")
+    column = units["waveform_mean"]
+    if is_ragged(column):
+        return ragged_unit_column(nwbfile, "waveform_mean", path)
+    values = read_dataset(column.data)
+    ids = table_ids(units)
+    if values.shape[0] != len(ids) or values.ndim not in (2, 3):
+        raise NwbLayoutError(f"{path.name}: units column 'waveform_mean' has shape {values.shape}; "
+                             f"expected ({len(ids)}, samples[, channels])")
+    return ids, [v.T if v.ndim == 2 else v for v in values]
 
 
 # --- channels and probes ------------------------------------------------------------------
@@ -112,10 +137,9 @@ class ProbeInfo:
 
 
 def _attribute(container: Any, name: str) -> Any:
+    """An extension attribute (EcephysProbe / EcephysElectrodeGroup), None on a core type."""
     value = getattr(container, name, None)
-    if value is None:
-        value = json_description(container).get(name)
-    return value
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _probe_ids_from_electrodes(nwbfile: Any) -> dict[str, int]:
@@ -144,6 +168,8 @@ def probe_infos(nwbfile: Any, path: Path) -> list[ProbeInfo]:
         rate = _attribute(group.device, "sampling_rate") if group.device is not None else None
         out.append(ProbeInfo(int(probe_id), str(name), str(group.location),
                              float(rate) if rate is not None else float("nan")))
+    if not out:
+        raise NwbLayoutError(f"{path.name} has no electrode groups, so no probes: it is not an ecephys session file")
     return out
 
 
@@ -216,18 +242,11 @@ class CsdData:
 def read_csd(nwbfile: Any, path: Path) -> CsdData:
     """The CSD of a probe file: ``data`` is (time, virtual channel)."""
     item = processing_child(nwbfile, layout.CSD_MODULE, layout.CSD_CONTAINER)
-    if item is None:
-        raise NwbLayoutError(f"{path.name} has no processing[{layout.CSD_MODULE!r}]"
+    if item is None or not hasattr(item, "time_series"):
+        raise NwbLayoutError(f"{path.name} has no EcephysCSD at processing[{layout.CSD_MODULE!r}]"
                              f"[{layout.CSD_CONTAINER!r}]")
-    if hasattr(item, "time_series"):
-        series = item.time_series
-        x = read_dataset(item.virtual_electrode_x_positions)
-        y = read_dataset(item.virtual_electrode_y_positions)
-    else:
-        series = processing_child(nwbfile, layout.CSD_MODULE, layout.CSD_SERIES)
-        if series is None:
-            raise NwbLayoutError(f"{path.name} has no CSD series {layout.CSD_SERIES!r}")
-        x = read_dataset(item["virtual_electrode_x_positions"].data)
-        y = read_dataset(item["virtual_electrode_y_positions"].data)
+    series = item.time_series
+    x = read_dataset(item.virtual_electrode_x_positions)
+    y = read_dataset(item.virtual_electrode_y_positions)
     return CsdData(read_dataset(series.data), read_dataset(series.timestamps),
                    x.astype(np.int64), y.astype(np.int64))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
@@ -17,6 +17,39 @@ logger = logging.getLogger("releasecache")
 
 Source = Union[Path, str, BinaryIO]
 """A local path, or a seekable binary file object (e.g. a streamed remote file)."""
+
+
+_TYPE_MAPS: dict[tuple[tuple[str, tuple[str, ...]], ...], Any] = {}
+_TYPE_MAPS_LOCK = threading.Lock()
+
+
+def _cached_namespaces(h5: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``((namespace, (versions...)), ...)`` of the schemas a file embeds."""
+    ref = h5.attrs.get(".specloc")
+    if ref is None:
+        return ()
+    specs = h5[ref]
+    return tuple(sorted((name, tuple(sorted(specs[name]))) for name in specs))
+
+
+def _type_map_for(h5: Any) -> Any:
+    """pynwb's type map with the file's embedded namespaces loaded, shared per namespace set.
+
+    Loading the embedded schemas (and generating the extension classes) costs
+    about a second per file; files of one release embed the same ones, so a
+    session and its probe files load them once per process.
+    """
+    from pynwb import NWBHDF5IO, get_type_map  # noqa: PLC0415 - slow to import; only on first read
+
+    key = _cached_namespaces(h5)
+    with _TYPE_MAPS_LOCK:
+        types = _TYPE_MAPS.get(key)
+        if types is None:
+            types = get_type_map()
+            if key:
+                NWBHDF5IO.load_namespaces(types, file=h5)
+            _TYPE_MAPS[key] = types
+    return types
 
 
 class NwbHandle:
@@ -65,21 +98,26 @@ class NwbHandle:
         return self._nwbfile
 
     def _open(self) -> None:
-        from pynwb import NWBHDF5IO  # noqa: PLC0415 - pynwb is slow to import
+        # h5py/hdmf/pynwb are slow to import: only when a file is first read
+        import h5py  # noqa: PLC0415
+        from hdmf.build import BuildManager  # noqa: PLC0415
+        from pynwb import NWBHDF5IO  # noqa: PLC0415
 
-        if self._fileobj is None:
-            io = NWBHDF5IO(str(self.path), mode="r")
-        else:
-            import h5py  # noqa: PLC0415
-
-            self._h5 = h5py.File(self._fileobj, "r")
-            io = NWBHDF5IO(file=self._h5, mode="r")
+        io = None
         try:
+            self._h5 = h5py.File(self._fileobj if self._fileobj is not None else str(self.path), "r")
+            manager = BuildManager(_type_map_for(self._h5))
+            io = NWBHDF5IO(file=self._h5, mode="r", manager=manager, load_namespaces=False)
             self._nwbfile = io.read()
-        except Exception:
-            io.close()
+        except Exception as exc:  # h5py, hdmf and pynwb each have their own ways to say "not NWB"
+            if io is not None:
+                try:
+                    io.close()
+                except Exception:  # a half-open reader must not mask why
+                    pass
             self._close_h5()
-            raise
+            raise NwbLayoutError(f"{self.path.name} is not a readable NWB file: {type(exc).__name__}: "
+                                 f"{str(exc)[:300]}") from exc
         self._io = io
         logger.debug("opened %s", self.path)
 
@@ -186,34 +224,6 @@ def scalar_columns(table: Any, names: list[str] | None = None, *, skip: tuple[st
         data[name] = list(values) if values.ndim > 1 else values
     frame = pd.DataFrame(data, index=pd.Index(table_ids(table), name="id"))
     return frame
-
-
-def one_row(table: Any) -> dict[str, Any]:
-    """The single row of a one-row table as ``{column: python value}``."""
-    row: dict[str, Any] = {}
-    for name in column_names(table):
-        column = table[name]
-        if is_region(column):
-            continue
-        if is_ragged(column):
-            values, ends = ragged_parts(column)
-            row[name] = values[: int(ends[0])] if len(ends) else values[:0]
-            continue
-        value = read_dataset(column.data)[0]
-        row[name] = value.item() if isinstance(value, np.generic) else value
-    return row
-
-
-def json_description(container: Any) -> dict[str, Any]:
-    """A container's description parsed as a JSON object (empty if it is not one)."""
-    text = getattr(container, "description", None)
-    if not isinstance(text, str) or not text.startswith("{"):
-        return {}
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def get_child(parent: Any, name: str, what: str, path: Path) -> Any:

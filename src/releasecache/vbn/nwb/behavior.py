@@ -46,6 +46,10 @@ class BehaviorSession:
     )
     """What :meth:`list_data_attributes_and_methods` lists (the reference API's names)."""
 
+    RECOMPUTE_IS_CHANGE = True
+    """Recompute ``is_change`` / ``flashes_since_change`` from the image names, as the
+    reference reader does for behavior sessions (not for ecephys sessions)."""
+
     def __init__(self, path: Source) -> None:
         self._handle = NwbHandle(path)
 
@@ -95,13 +99,15 @@ class BehaviorSession:
     def metadata(self) -> dict[str, Any]:
         """Session and subject metadata (``mouse_id`` is a str, ``date_of_acquisition`` a datetime)."""
         meta = dict(self._metadata)
-        meta["driver_line"] = list(meta["driver_line"])
+        if meta["driver_line"] is not None:
+            meta["driver_line"] = list(meta["driver_line"])
         return meta
 
     @property
-    def behavior_session_id(self) -> int:
-        """The behavior session id."""
-        return int(self._metadata["behavior_session_id"])
+    def behavior_session_id(self) -> int | None:
+        """The behavior session id (None only for a file without session metadata that
+        does not say it either)."""
+        return self._metadata["behavior_session_id"]
 
     @cached_property
     def _task_parameters(self) -> dict[str, Any]:
@@ -116,7 +122,9 @@ class BehaviorSession:
 
     @cached_property
     def _presentations(self) -> pd.DataFrame:
-        return bd.stimulus_presentations(self._nwb, self._trials)
+        trials = self._trials if self._nwb.trials is not None else None
+        return bd.stimulus_presentations(self._nwb, trials, self.nwb_path,
+                                         add_is_change=self.RECOMPUTE_IS_CHANGE)
 
     @property
     def stimulus_presentations(self) -> pd.DataFrame:
@@ -124,12 +132,15 @@ class BehaviorSession:
         return self._presentations.copy()
 
     @cached_property
-    def _templates(self) -> pd.DataFrame:
-        return bd.stimulus_templates(self._nwb, self.nwb_path)
+    def _templates(self) -> pd.DataFrame | None:
+        return bd.stimulus_templates(self._nwb)
 
     @property
-    def stimulus_templates(self) -> pd.DataFrame:
-        """Stimulus images: index ``image_name``, columns ``unwarped`` and ``warped``."""
+    def stimulus_templates(self) -> pd.DataFrame | None:
+        """Stimulus images: index ``image_name``, columns ``unwarped`` and ``warped``
+        (None when the file has no stimulus template)."""
+        if self._templates is None:
+            return None
         frame = self._templates.copy()
         for column in frame.columns:
             frame[column] = [np.array(v) for v in frame[column]]
@@ -148,7 +159,7 @@ class BehaviorSession:
 
     @cached_property
     def _trials(self) -> pd.DataFrame:
-        return bd.trials(self._nwb)
+        return bd.trials(self._nwb, self.nwb_path)
 
     @property
     def trials(self) -> pd.DataFrame:
@@ -164,7 +175,7 @@ class BehaviorSession:
 
     @property
     def licks(self) -> pd.DataFrame:
-        """Lick ``timestamps`` (s) and stimulus ``frame``."""
+        """Lick ``timestamps`` (s) and stimulus ``frame`` (empty if the file has none)."""
         return self._licks.copy()
 
     @cached_property
@@ -173,7 +184,7 @@ class BehaviorSession:
 
     @property
     def rewards(self) -> pd.DataFrame:
-        """Reward ``volume`` (mL), ``timestamps`` (s) and ``auto_rewarded``."""
+        """Reward ``volume`` (mL), ``timestamps`` (s) and ``auto_rewarded`` (empty if none)."""
         return self._rewards.copy()
 
     @cached_property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...errors import UnknownProbeError
+from ...errors import NwbLayoutError, UnknownProbeError
 from . import _ecephys_data as ed
 from ._file import NwbHandle, Source
 from .behavior import BehaviorSession
@@ -128,6 +129,8 @@ class EcephysSession(BehaviorSession):
         "stimulus_templates", "stimulus_timestamps", "task_parameters", "trials",
     )
 
+    RECOMPUTE_IS_CHANGE = False
+
     def __init__(self, path: Source, *, probe_meta: Mapping[str, ProbeMeta] | None = None) -> None:
         super().__init__(path)
         self._probe_meta: dict[str, ProbeMeta] = dict(probe_meta or {})
@@ -143,7 +146,10 @@ class EcephysSession(BehaviorSession):
     @property
     def ecephys_session_id(self) -> int:
         """The ecephys session id (the NWB identifier)."""
-        return int(self._nwb.identifier)
+        identifier = str(self._nwb.identifier)
+        if not identifier.isdigit():
+            raise NwbLayoutError(f"{self.nwb_path.name}: identifier {identifier[:80]!r} is not an ecephys session id")
+        return int(identifier)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -175,10 +181,21 @@ class EcephysSession(BehaviorSession):
         """One row per probe (index ``id``): name, location, sampling rates, ``has_lfp_data``."""
         return self.get_probes_obj().to_dataframe()
 
-    def _probe(self, probe_id: int) -> ed.ProbeInfo:
-        for info in self._probe_infos:
-            if info.id == int(probe_id):
-                return info
+    def _probe(self, probe_id: int | str) -> ed.ProbeInfo:
+        """The probe with this id (an int, a numpy integer, a string of digits) or this name (``"probeA"``)."""
+        if isinstance(probe_id, str) and not probe_id.strip().isdigit():
+            wanted = [info for info in self._probe_infos if info.name == probe_id.strip()]
+        else:
+            try:
+                number = operator.index(int(probe_id)) if isinstance(probe_id, str) else operator.index(probe_id)
+            except TypeError:
+                raise UnknownProbeError(
+                    f"probe id {probe_id!r} ({type(probe_id).__name__}): an integer probe id or a probe name "
+                    "is expected"
+                ) from None
+            wanted = [info for info in self._probe_infos if info.id == number]
+        if wanted:
+            return wanted[0]
         known = ", ".join(f"{p.id} ({p.name})" for p in self._probe_infos)
         raise UnknownProbeError(
             f"probe {probe_id} is not a probe of session {self.ecephys_session_id}; "
@@ -281,8 +298,8 @@ class EcephysSession(BehaviorSession):
 
     @property
     def mean_waveforms(self) -> dict[int, np.ndarray]:
-        """``{unit id: (channels, samples) mean waveform}``."""
-        ids, waveforms = ed.ragged_unit_column(self._nwb, "waveform_mean", self.nwb_path)
+        """``{unit id: (channels, samples) mean waveform}`` (ragged or fixed-shape in the file)."""
+        ids, waveforms = ed.mean_waveforms(self._nwb, self.nwb_path)
         return {int(u): w for u, w in zip(ids, waveforms)}
 
     # -- optotagging -----------------------------------------------------------------
@@ -298,7 +315,7 @@ class EcephysSession(BehaviorSession):
 
     # -- LFP and CSD -----------------------------------------------------------------
 
-    def _probe_file(self, probe_id: int) -> tuple[ed.ProbeInfo, NwbHandle | None]:
+    def _probe_file(self, probe_id: int | str) -> tuple[ed.ProbeInfo, NwbHandle | None]:
         info = self._probe(probe_id)
         meta = self._probe_meta.get(info.name)
         if meta is None:
@@ -307,11 +324,12 @@ class EcephysSession(BehaviorSession):
             return info, None
         return info, NwbHandle(meta.lfp_csd_filepath())
 
-    def get_lfp(self, probe_id: int) -> Any:
+    def get_lfp(self, probe_id: int | str) -> Any:
         """The probe's LFP as an ``xarray.DataArray`` named ``"LFP"``, dims ``(time, channel)``.
 
         The probe's LFP file is fetched now if needed, read, and closed.
-        Returns None for a probe without an LFP file.
+        Returns None for a probe without an LFP file. ``probe_id`` is the
+        probe's id (``ecephys_probe_id``) or its name (``"probeA"``).
 
         Raises
         ------
@@ -331,7 +349,7 @@ class EcephysSession(BehaviorSession):
         return xr.DataArray(name="LFP", data=lfp.data, dims=("time", "channel"),
                             coords={"time": lfp.timestamps, "channel": lfp.channel_ids.astype(np.int64)})
 
-    def get_current_source_density(self, probe_id: int) -> Any:
+    def get_current_source_density(self, probe_id: int | str) -> Any:
         """The probe's CSD as an ``xarray.DataArray`` named ``"CSD"``.
 
         Dims ``(virtual_channel_index, time)``, with ``vertical_position`` and

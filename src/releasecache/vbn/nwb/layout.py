@@ -1,30 +1,29 @@
 """Names and paths of the VBN NWB layout that the session readers rely on.
 
-The real files use ndx extension types; files written with pynwb core types
-only (the synthetic fixture) keep the same paths and names and put the
-extension-only fields in these places instead:
+These are the places AllenSDK's writer puts things (the real release's
+files), with their ndx extension types:
 
 =============================================  ===============================================
-real (extension)                               core-type stand-in
+where                                          type
 =============================================  ===============================================
-``lab_meta_data["metadata"]``                  ``processing["metadata"]["metadata"]`` one-row table
-BehaviorSubject ``driver_line``/``reporter_line``  ``processing["metadata"]["subject"]`` one-row table
-``lab_meta_data["task_parameters"]``           ``processing["metadata"]["task_parameters"]`` (key, JSON value)
-EcephysProbe / EcephysElectrodeGroup attrs     JSON in the Device / ElectrodeGroup ``description``
-EllipseEyeTracking / EllipseSeries             BehavioralTimeSeries ``EyeTracking`` of (n, 7) TimeSeries
-OphysEyeTrackingRigMetadata                    one-row table at the same processing path
-StimulusTemplate ``data`` / ``unwarped``       ImageSeries ``<name>`` / ``<name>_unwarped``
-EcephysCSD                                     TimeSeries ``current_source_density`` + table ``ecephys_csd``
+``lab_meta_data["metadata"]``                  BehaviorMetadata (ndx-aibs-behavior-ophys)
+``subject``                                    BehaviorSubject (``driver_line``, ``reporter_line``)
+``lab_meta_data["task_parameters"]``           BehaviorTaskParameters
+``devices[<probe>]``, ``electrode_groups``     EcephysProbe, EcephysElectrodeGroup (ndx-aibs-ecephys)
+``acquisition["EyeTracking"]``                 EllipseEyeTracking of EllipseSeries (ndx-ellipse-eye-tracking)
+``processing["eye_tracking_rig_metadata"]``    OphysEyeTrackingRigMetadata
+``stimulus_template[<image set>]``             StimulusTemplate (ndx-aibs-stimulus-template)
+``processing["current_source_density"]``       EcephysCSD (probe LFP files)
 =============================================  ===============================================
 
-The readers look for the real (extension) form first, so they read both.
+The files embed these extensions' schemas, so pynwb opens them without any
+extension package installed.
 """
 
 from __future__ import annotations
 
-METADATA_MODULE = "metadata"
-METADATA_TABLE = "metadata"
-SUBJECT_TABLE = "subject"
+METADATA = "metadata"
+"""``lab_meta_data`` name of the session metadata (BehaviorMetadata)."""
 TASK_PARAMETERS = "task_parameters"
 EYE_TRACKING = "EyeTracking"
 EYE_SERIES: dict[str, str] = {
@@ -33,20 +32,19 @@ EYE_SERIES: dict[str, str] = {
     "corneal_reflection_tracking": "cr",
 }
 """Ellipse series name -> column prefix of ``eye_tracking``."""
-EYE_FIELDS: tuple[str, ...] = ("center_x", "center_y", "area", "area_raw", "width", "height", "angle")
-"""Column order of the (n, 7) stand-in ellipse series."""
 LIKELY_BLINK = "likely_blink"
 RIG_MODULE = "eye_tracking_rig_metadata"
 RIG_GEOMETRY_FIELDS: tuple[str, ...] = (
     "monitor_position", "camera_position", "led_position", "monitor_rotation", "camera_rotation",
 )
-UNWARPED_SUFFIX = "_unwarped"
 CSD_MODULE = "current_source_density"
 CSD_CONTAINER = "ecephys_csd"
 CSD_SERIES = "current_source_density"
 PRESENTATIONS_SUFFIX = "_presentations"
 OPTOTAGGING_MODULE = "optotagging"
 OPTOTAGGING_TABLE = "optogenetic_stimulation"
+NONE_TEXT = "None"
+"""How the writer stores a missing text value (``str(None)``); read back as None."""
 
 
 def lfp_container_name(probe_id: int) -> str:
