@@ -14,7 +14,6 @@ import logging
 import mmap
 import os
 import threading
-import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +32,7 @@ from ..manifest import FileEntry
 from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
 from ..store import Store
 from ..store.ingest import discard_download
-from ..utils import new_hasher
+from ..utils import new_hasher, warn_user
 from .config import MiB, TransferConfig
 from .resume import covered as _covered, merge as _merge, read_sidecar, write_sidecar
 from .retry import Cancelled
@@ -524,7 +523,7 @@ def warn_if_publisher_mistake(entry: FileEntry, failures: list[IntegrityError]) 
                    "does not describe the object it pins (unless something between here and the server rewrites "
                    "the bytes the same way every time)")
     if message:
-        warnings.warn(message, PublisherWarning, stacklevel=3)
+        warn_user(message, PublisherWarning)
     return message
 
 
