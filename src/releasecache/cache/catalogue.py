@@ -290,8 +290,8 @@ def data_entry(manifest: Manifest, file_id: int | str) -> FileEntry:
         ids = list(manifest.data_files)
         sample = ", ".join(ids[:8]) + (" …" if len(ids) > 8 else "")
         raise UnknownFileError(
-            f"file id {file_id!r} is not in manifest {manifest.name} ({len(ids)} data files: {sample})"
-        ) from None
+            f"file id {file_id!r} is not in manifest {manifest.name} ({len(ids)} data files: {sample})",
+            manifest=manifest.name) from None
 
 
 def metadata_entry(manifest: Manifest, name: str) -> FileEntry:
@@ -302,8 +302,8 @@ def metadata_entry(manifest: Manifest, name: str) -> FileEntry:
         if key in files:
             return files[key]
     raise UnknownFileError(
-        f"{name!r} is not a metadata file of manifest {manifest.name}; choose from {manifest.metadata_file_names}"
-    )
+        f"{name!r} is not a metadata file of manifest {manifest.name}; choose from {manifest.metadata_file_names}",
+        manifest=manifest.name)
 
 
 def outdated_message(ui: str, name: str, latest: str) -> str:

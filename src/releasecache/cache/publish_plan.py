@@ -83,7 +83,8 @@ def plan_publish(remote: S3Remote, project: str, version: str, source: str | Pat
     new_version = parse_semver(version)
     names = sort_manifest_names(remote.list_manifests(project))
     if any(version_from_manifest_name(n) == new_version for n in names):
-        raise VersionExistsError(f"version {version} of {project} is already published; versions are immutable")
+        raise VersionExistsError(f"version {version} of {project} is already published; versions are immutable",
+                                 manifest=manifest_name(project, version))
     the_plan = PublishPlan(project, version, Path(source), manifest_name(project, version))
     if not no_previous:
         if previous is None:
@@ -91,7 +92,8 @@ def plan_publish(remote: S3Remote, project: str, version: str, source: str | Pat
             previous = older[-1] if older else None
         if previous is not None:
             if previous not in names:
-                raise ManifestNotFoundError(f"no manifest {previous!r} on s3://{remote.bucket}/{project}/manifests/")
+                raise ManifestNotFoundError(f"no manifest {previous!r} on s3://{remote.bucket}/{project}/manifests/",
+                                            manifest=previous)
             the_plan.before = Manifest.from_bytes(remote.get_manifest(project, previous), name=previous)
             the_plan.previous = previous
     the_plan.metadata, the_plan.data = release_files(the_plan.source, project)

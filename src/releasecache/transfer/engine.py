@@ -532,5 +532,6 @@ def _add_context(exc: ReleaseCacheError, entry: FileEntry) -> None:
     """Name the file on an error (and what the error it wraps knew), keeping what is already set."""
     cause = exc.__cause__
     context = dict(cause.context) if isinstance(cause, ReleaseCacheError) else {}
-    context.update(path=entry.relative_path, url=entry.url, key=entry.key, version_id=entry.version_id or None)
-    exc.with_context(**{k: v for k, v in context.items() if getattr(exc, k) is None})
+    context.update(path=entry.relative_path, url=entry.url, key=entry.key, version_id=entry.version_id or None,
+                   file_hash=entry.file_hash)
+    exc.fill_context(**context)
