@@ -59,6 +59,10 @@ def test_diff_file_streamed_and_markdown(vbn, tmp_path):
     assert "fetching 2 files" in result.stderr
     assert "`general/extracellular_ephys/electrodes/valid_data` changed" in result.stdout
     run([*vbn(), "diff", "0.1.0", "0.2.0", "--stream"], code=2)
+    result, data = run([*vbn(), "diff", "0.1.0", "0.2.0", "--file", E1, "--stream", "--no-values", "--json"])
+    details = next(c for c in data["changes"] if c["path"] == E1)["details"]
+    assert details["values_compared"] is False and details["changes"] == []  # the fix changed values only
+    assert 0 < details["bytes_read_old"] <= details["size_old"]
 
 
 def test_record_check_and_download_record_in_a_second_cache(vbn, tmp_path):

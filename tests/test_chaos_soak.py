@@ -42,6 +42,8 @@ FAULTS = [("reset", 0.03), ("500", 0.03), ("503", 0.02), ("truncate", 0.03), ("c
           ("stall", 0.01), ("delay", 1.0)]
 #: Errors a role may report because an injected fault outlived its retries. Anything else fails the soak.
 EXPECTED = ("IntegrityError", "DownloadError", "TransientRemoteError", "prefetch:")
+#: ... or because a gc told to keep only the other version deleted it three times while it was fetched.
+GC_RACE = "by a concurrent gc"  # "removed three times by ...", "deleted by ... three times"
 
 
 def test_chaos_soak_keeps_every_invariant(tmp_path, bulk_bucket, proxy, capsys):
@@ -101,7 +103,7 @@ def test_chaos_soak_keeps_every_invariant(tmp_path, bulk_bucket, proxy, capsys):
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 killed[role] += 1
-            next_kill = now + rng.uniform(0.3, 2.0)
+            next_kill = now + rng.uniform(0.8, 3.0)
         time.sleep(0.05)
     for pid, (proc, role, out, _since) in list(running.items()):  # let the last ones finish
         try:
@@ -114,7 +116,8 @@ def test_chaos_soak_keeps_every_invariant(tmp_path, bulk_bucket, proxy, capsys):
     gets = proxy.stats.gets()
 
     wrong = [w for r in results for w in r.get("wrong", [])]
-    unexpected = [e for r in results for e in r["errors"] if not e.startswith(EXPECTED)]
+    unexpected = [e for r in results for e in r["errors"] if not e.startswith(EXPECTED) and GC_RACE not in e]
+    deleted = sum(r.get("deleted", 0) for r in results)
     expected_errors = sum(len(r["errors"]) for r in results) - len(unexpected)
 
     # The invariants, checked with no process running.
@@ -155,7 +158,7 @@ def test_chaos_soak_keeps_every_invariant(tmp_path, bulk_bucket, proxy, capsys):
     with capsys.disabled():
         print(f"\nchaos soak: {soak_seconds:.0f} s, {sum(started.values())} processes started "
               f"({dict(started)}), {sum(killed.values())} SIGKILLed ({dict(killed)}), "
-              f"{sum(finished.values())} finished; {gets} object GETs, faults injected {faults}; "
+              f"{sum(finished.values())} finished; {gets} object GETs, faults injected {faults}; gc deleted {deleted} blobs; "
               f"{expected_errors} errors from injected faults, {len(unexpected)} unexpected; "
               f"{len(wrong)} wrong files returned, {len(bad_blobs)} bad blobs, {len(wrong_views)} wrong views, "
               f"{len(blocked)} blocked locks; final full verify: {final.checked} blobs, ok={final.ok}")

@@ -183,6 +183,7 @@ class NwbDiff:
     path: str | None = None
     old_version: str | None = None
     new_version: str | None = None
+    values_compared: bool = True
 
     def __bool__(self) -> bool:
         return bool(self.changes)
@@ -224,10 +225,15 @@ class NwbDiff:
 
     def summary_lines(self) -> list[str]:
         """A short plain-text summary, one change per line."""
+        compared = (f"{self.datasets_compared} datasets compared" if self.values_compared
+                    else "values not compared")
         if not self.changes:
-            return [f"same groups, datasets, attributes and values ({self.datasets_compared} datasets compared)"]
+            lines = ["same groups, datasets and attributes" + (" and values" if self.values_compared else "")
+                     + f" ({compared})"]
+            read = self.read_summary()
+            return lines + ([read] if read else [])
         counts = ", ".join(f"{len(self._of(k))} {k}" for k in ("added", "removed", "changed") if self._of(k))
-        lines = [f"{len(self.changes)} NWB objects differ ({counts}; {self.datasets_compared} datasets compared)"]
+        lines = [f"{len(self.changes)} NWB objects differ ({counts}; {compared})"]
         lines += [str(c) for c in self.changes]
         read = self.read_summary()
         if read:
@@ -262,6 +268,8 @@ class NwbDiff:
         read = self.read_summary()
         if read and self.changes:
             out.append(f"  - {read}")
+        elif read:
+            out[0] += f"; {read}"
         return "\n".join(out) + "\n"
 
     def to_frame(self) -> "pd.DataFrame":
@@ -276,7 +284,8 @@ class NwbDiff:
         """JSON-ready form."""
         return {"path": self.path, "old_version": self.old_version, "new_version": self.new_version,
                 "objects_old": self.objects_old, "objects_new": self.objects_new,
-                "datasets_compared": self.datasets_compared, "bytes_read_old": self.bytes_read_old,
+                "datasets_compared": self.datasets_compared, "values_compared": self.values_compared,
+                "bytes_read_old": self.bytes_read_old,
                 "bytes_read_new": self.bytes_read_new, "size_old": self.size_old, "size_new": self.size_new,
                 "changes": [c.to_dict() for c in self.changes]}
 
@@ -614,7 +623,7 @@ def diff_nwb(old: Any, new: Any, *, paths: Iterable[str] | None = None, compare_
     return NwbDiff(changes, objects[0], objects[1], compared,
                    bytes_read_old=getattr(old, "bytes_read", None), bytes_read_new=getattr(new, "bytes_read", None),
                    size_old=_size(old), size_new=_size(new), path=path, old_version=old_version,
-                   new_version=new_version)
+                   new_version=new_version, values_compared=compare_values)
 
 
 __all__ = ["DEFAULT_BLOCK_BYTES", "NwbDiff", "ObjectChange", "ValueChange", "diff_nwb"]

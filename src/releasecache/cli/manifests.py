@@ -105,10 +105,13 @@ def _resolve_remote_name(remote: Any, project: str, spec: str) -> str:
                    "downloading them (writes nothing).")
 @click.option("--nwb-path", "nwb_paths", multiple=True, metavar="NWB_PATH",
               help="With --file: compare only this NWB path and what lies below it (e.g. units; repeatable).")
+@click.option("--values/--no-values", default=True, show_default=True,
+              help="With --file: also compare dataset values (by chunked hashing); --no-values compares only "
+                   "groups, datasets, shapes, dtypes and attributes, which reads only the HDF5 metadata.")
 @json_option
 @click.pass_context
 def diff(ctx: click.Context, old: str, new: str, markdown: bool, exit_code: bool, rows: str | None,
-         files: tuple[str, ...], stream: bool, nwb_paths: tuple[str, ...], as_json: bool) -> None:
+         files: tuple[str, ...], stream: bool, nwb_paths: tuple[str, ...], values: bool, as_json: bool) -> None:
     """Compare two manifests: files created, deleted, changed and renamed.
 
     OLD and NEW are manifest JSON files (no network at all), versions
@@ -118,8 +121,8 @@ def diff(ctx: click.Context, old: str, new: str, markdown: bool, exit_code: bool
     settings = json_mode(ctx, as_json)
     if markdown and as_json:
         raise click.UsageError("choose one of --json and --markdown")
-    if (stream or nwb_paths) and not files:
-        raise click.UsageError("--stream and --nwb-path apply to --file")
+    if (stream or nwb_paths or not values) and not files:
+        raise click.UsageError("--stream, --nwb-path and --no-values apply to --file")
     holder: list[Any] = []
     if (rows is not None or files) and settings.cache_dir is None:
         raise click.UsageError("--rows and --file need --cache-dir (the files' two versions are read there)")
@@ -127,7 +130,7 @@ def diff(ctx: click.Context, old: str, new: str, markdown: bool, exit_code: bool
     result = compare_manifests(a, b)
     if rows is not None or files:
         result = _audit(settings, holder, AuditDiff(result, _cache(settings, holder), a, b), rows, files, stream,
-                        nwb_paths)
+                        nwb_paths, values)
     if as_json:
         emit_json(result.to_dict())
     elif markdown:
@@ -145,7 +148,7 @@ def _cache(settings: Settings, holder: list[Any]) -> Any:
 
 
 def _audit(settings: Settings, holder: list[Any], audit: AuditDiff, rows: str | None, files: tuple[str, ...],
-           stream: bool, nwb_paths: tuple[str, ...]) -> AuditDiff:
+           stream: bool, nwb_paths: tuple[str, ...], values: bool = True) -> AuditDiff:
     """The manifest diff with the requested row and NWB diffs filled in."""
     cache = audit.cache
     tables: list[str] | bool = False
@@ -162,5 +165,5 @@ def _audit(settings: Settings, holder: list[Any], audit: AuditDiff, rows: str | 
     audit.announce = lambda message: None  # said above, once for all files
     audit.compute(tables=tables, files=[])
     for path in files:
-        audit.file_diff(path, stream=stream, paths=list(nwb_paths) or None)
+        audit.file_diff(path, stream=stream, paths=list(nwb_paths) or None, compare_values=values)
     return audit

@@ -15,7 +15,6 @@ import mmap
 import os
 import threading
 import time
-import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +33,7 @@ from ..manifest import FileEntry
 from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
 from ..store import Store
 from ..store.ingest import discard_download
-from ..utils import new_hasher
+from ..utils import new_hasher, warn_user
 from .concurrency import AdaptiveConcurrency
 from .config import MiB, TransferConfig
 from .resume import covered as _covered, merge as _merge, read_sidecar, write_sidecar
@@ -649,7 +648,7 @@ def warn_if_publisher_mistake(entry: FileEntry, failures: list[IntegrityError]) 
                    "does not describe the object it pins (unless something between here and the server rewrites "
                    "the bytes the same way every time)")
     if message:
-        warnings.warn(message, PublisherWarning, stacklevel=3)
+        warn_user(message, PublisherWarning)
     return message
 
 
@@ -657,5 +656,6 @@ def _add_context(exc: ReleaseCacheError, entry: FileEntry) -> None:
     """Name the file on an error (and what the error it wraps knew), keeping what is already set."""
     cause = exc.__cause__
     context = dict(cause.context) if isinstance(cause, ReleaseCacheError) else {}
-    context.update(path=entry.relative_path, url=entry.url, key=entry.key, version_id=entry.version_id or None)
-    exc.with_context(**{k: v for k, v in context.items() if getattr(exc, k) is None})
+    context.update(path=entry.relative_path, url=entry.url, key=entry.key, version_id=entry.version_id or None,
+                   file_hash=entry.file_hash)
+    exc.fill_context(**context)
