@@ -42,7 +42,7 @@ class TransferConfig:
     max_buffered_parts
         The memory budget: parts in memory at once across all files of one cache
         (in flight or waiting to be hashed, first parts included), so part buffers
-        never exceed ``max_buffered_parts * part_size`` (192 MiB by default). It also
+        never exceed ``max_buffered_parts * part_size`` (128 MiB by default). It also
         caps the adaptive parts in flight.
     """
 
@@ -54,7 +54,7 @@ class TransferConfig:
     backoff_max: float = 30.0
     integrity_attempts: int = 3
     direct_io: bool = True
-    max_buffered_parts: int = 24
+    max_buffered_parts: int = 16
 
     def __post_init__(self) -> None:
         if self.part_size < 64 * 1024:
