@@ -118,7 +118,7 @@ def check_new_manifest(store: Store, project: str, name: str, manifest: Manifest
             continue  # an invalid saved manifest is reported when it is read
     messages = [m for m in version_id_conflicts([*others, manifest]) if name in m]
     messages += [m for m in duplicate_versions(saved) if name in m]
-    return warn_publisher(messages, stacklevel=4)
+    return warn_publisher(messages)
 
 
 def check_release(store: Store, remote: Remote | None, project: str) -> list[str]:
@@ -144,7 +144,7 @@ def check_release(store: Store, remote: Remote | None, project: str) -> list[str
             message = republished(name, raw, served)
             if message:
                 messages.append(message)
-    return warn_publisher(messages, stacklevel=3)
+    return warn_publisher(messages)
 
 
 def _refetch_damaged(store: Store, remote: Remote | None, project: str, name: str, path: Path,

@@ -7,7 +7,6 @@ code, so a script publishing a release makes the same ones.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from ..errors import ManifestNotFoundError, VersionExistsError, VersioningDisabledError
 from ..manifest import FileEntry, Manifest, manifest_name, parse_semver, sort_manifest_names, version_from_manifest_name
 from ..remote.s3 import S3Remote
-from ..utils import hash_file
+from ..utils import hash_file, warn_user
 from .publish import publish_version, release_files
 
 log = logging.getLogger("releasecache")
@@ -128,7 +127,7 @@ def run_publish(remote: S3Remote, the_plan: PublishPlan, **options: Any) -> dict
     uploaded = sorted(e.key for e in manifest.entries() if e.key not in old or old[e.key].version_id != e.version_id)
     reused = sorted(e.key for e in manifest.entries() if e.key not in uploaded)
     if any(not e.version_id for e in manifest.entries()):
-        warnings.warn("the bucket returned no version ids: files are not pinned; enable bucket versioning")
+        warn_user("the bucket returned no version ids: files are not pinned; enable bucket versioning")
     return {"manifest": manifest.name, "upload": uploaded, "reuse": reused,
             "manifest_key": f"{the_plan.project}/manifests/{manifest.name}"}
 
