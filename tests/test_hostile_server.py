@@ -273,3 +273,55 @@ def test_hostile_manifest_answer_is_refused_or_right(case, via, servers, tmp_pat
     else:
         assert isinstance(outcome, (ManifestParseError, ManifestNotFoundError, RemoteError, DownloadError)), repr(outcome)
         assert not (cache_dir / "manifests").exists() or not any((cache_dir / "manifests").iterdir())
+
+
+def _small_nwb() -> bytes:
+    import datetime
+    import io
+
+    import h5py
+    import numpy as np
+    from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+
+    nwb = NWBFile(session_description="hostile", identifier="1", session_start_time=datetime.datetime(
+        2020, 1, 1, tzinfo=datetime.timezone.utc))
+    nwb.add_acquisition(TimeSeries(name="signal", data=np.arange(60_000, dtype="float32"), unit="V", rate=10.0))
+    buf = io.BytesIO()
+    with NWBHDF5IO(file=h5py.File(buf, "w"), mode="w") as out:
+        out.write(nwb)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def nwb_server():
+    with HostileServer(bucket="hostile-nwb") as server:
+        name, _doc = serve_release(server, PROJECT, {"sessions/1/session.nwb": _small_nwb()})
+        yield server, name
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", ["ok", "403", "404_version", "drip", "wrong_version", "html_200", "endless",
+                                  "close_after_headers", "redirect_307_bad"])
+def test_streamed_session_reports_the_server_not_a_broken_file(case, nwb_server, tmp_path):
+    """A session read over a stream whose server turns hostile after the first block: the error says
+    what the server did (the hierarchy's remote, download or integrity error), not "not an NWB file"."""
+    from releasecache.errors import NwbLayoutError
+    from releasecache.vbn.nwb import BehaviorSession
+
+    server, name = nwb_server
+    cache = _cache(tmp_path, server, name, "http")
+    fobj = open_data(cache, "0", max_attempts=2, block_size=4096, max_readahead=8192)
+    server.case = case
+    started = time.monotonic()
+    try:
+        session = BehaviorSession(fobj)
+        outcome = _outcome(lambda: session._handle.nwbfile.acquisition["signal"].data[:])
+    finally:
+        server.case = "ok"
+        fobj.close()
+    assert time.monotonic() - started < TIME_BOUND
+    if case == "ok":
+        assert outcome == OK
+    else:
+        assert isinstance(outcome, (DownloadError, IntegrityError, RemoteError)), repr(outcome)
+        assert not isinstance(outcome, NwbLayoutError), repr(outcome)

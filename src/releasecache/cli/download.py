@@ -83,7 +83,7 @@ def select_entries(cache: "CloudCache", *, metadata_only: bool, metadata: bool, 
 @click.option("--stat/--no-stat", "stat_remote", default=None,
               help="Ask the remote for sizes that neither the manifest nor the cache knows, so the plan and "
                    "the progress bar show bytes, a percentage and an ETA (default: on; sizes are remembered).")
-@click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 256),
+@click.option("-j", "--jobs", default=16, show_default=True, type=click.IntRange(1, 256),
               help="Files downloaded at once (each file also uses parallel ranged requests).")
 @click.option("--record", "from_record", type=click.Path(dir_okay=False, path_type=Path), metavar="RECORD",
               help="Download exactly the files a reproducibility record (lock) lists, each checked against its "

@@ -168,8 +168,12 @@ class CancelToken:
         response.abort()
 
     def unwatch(self, response: _Abortable) -> None:
-        with self._lock:
-            self._open.pop(id(response), None)
+        """Stop watching ``response`` (here or in a parent: a file's parts and its first GET differ)."""
+        token: CancelToken | None = self
+        while token is not None:
+            with token._lock:
+                token._open.pop(id(response), None)
+            token = token.parent
 
 
 __all__ = ["CancelToken", "CircuitBreaker", "DEFAULT_UNREACHABLE_AFTER"]

@@ -10,7 +10,7 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 import pandas as pd
 
-from ...errors import NwbLayoutError, SessionClosedError
+from ...errors import NwbLayoutError, ReleaseCacheError, SessionClosedError
 
 logger = logging.getLogger("releasecache")
 
@@ -30,6 +30,17 @@ def _cached_namespaces(h5: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
         return ()
     specs = h5[ref]
     return tuple(sorted((name, tuple(sorted(specs[name]))) for name in specs))
+
+
+def _our_error(exc: BaseException) -> ReleaseCacheError | None:
+    """The package's error behind ``exc`` (h5py may wrap what a file object raised), if any."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, ReleaseCacheError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 def _type_map_for(h5: Any) -> Any:
@@ -116,6 +127,9 @@ class NwbHandle:
                 except Exception:  # a half-open reader must not mask why
                     pass
             self._close_h5()
+            ours = _our_error(exc)
+            if ours is not None:  # a streamed read that failed (network, wrong version): say that, not "not NWB"
+                raise ours from None
             raise NwbLayoutError(f"{self.path.name} is not a readable NWB file: {type(exc).__name__}: "
                                  f"{str(exc)[:300]}") from exc
         self._io = io
