@@ -287,10 +287,10 @@ class Shaper:
         return f"http://127.0.0.1:{self.port}"
 
     def _quantum(self) -> int:
-        # Small enough that the caps are smooth (≤ 5 ms of data per release), large enough
-        # that an unshaped link moves big chunks.
+        # Small enough that the caps are smooth (≤ 10 ms of data per release), large enough
+        # that the proxy's own CPU stays small.
         rates = [r for r in (self.profile.conn_rate, self.profile.total_rate) if r]
-        return max(16 * 1024, min(1 * MiB, int(min(rates) * 0.005))) if rates else 4 * MiB
+        return max(16 * 1024, min(1 * MiB, int(min(rates) * 0.010))) if rates else 4 * MiB
 
     def _capacity(self) -> int:
         # The delay line must hold rate x one-way delay, or it would cap the rate itself.

@@ -54,14 +54,18 @@ def action_bulk(req: dict) -> dict:
         warnings.simplefilter("ignore")
         cache.load_manifest(req["manifest"])
     t_loaded = time.perf_counter()
-    report = cache.prefetch(req.get("file_ids"), metadata=req.get("metadata", True),
-                            max_files=req.get("max_files", 4), progress=False)
+    options = {"max_files": req["max_files"]} if req.get("max_files") else {}  # else the library's default
+    report = cache.prefetch(req.get("file_ids"), metadata=req.get("metadata", True), progress=False, **options)
     t1 = time.perf_counter()
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     out = {"seconds": t1 - t0, "load_seconds": t_loaded - t0, "prefetch_seconds": t1 - t_loaded,
            "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
            "fetched": len(report.fetched), "reused": len(report.reused), "present": len(report.present),
            "failed": report.failed, "bytes_fetched": report.bytes_fetched, "transfer_stats": dict(cache.transfer.stats)}
+    limiter = getattr(cache.transfer, "limiter", None)
+    if limiter is not None:  # adaptive parts in flight: what it settled on, and how it got there
+        out["parts_in_flight"] = {"peak": limiter.peak, "final_limit": limiter.limit,
+                                  "history": [(round(t - t0, 3), n, round(r / 1e6, 1)) for t, n, r in limiter.history]}
     cache.transfer.close()
     return out
 

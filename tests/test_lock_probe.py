@@ -174,7 +174,7 @@ def test_lease_of_a_sigkilled_holder_is_taken_over_within_the_lease(nolock_dir, 
         if where == "this host":
             assert waited < lease, f"waited {waited:.1f} s for a lock whose holder is known dead"
         else:
-            assert lease <= waited < lease + 2.0, f"took over after {waited:.1f} s with a {lease} s lease"
+            assert lease <= waited < 3 * lease, f"took over after {waited:.1f} s with a {lease} s lease"
         assert read_owner(locks / "b.owner").pid == os.getpid()
     finally:
         waiter.release()

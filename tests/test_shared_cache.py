@@ -187,3 +187,33 @@ def test_every_file_gets_umask_permissions_and_another_user_reads_the_cache(plac
     links = [p for p in view.rglob("*") if p.is_symlink()]
     assert links and all(os.readlink(p).startswith(str(cache)) for p in links)
     assert all(blake(p) for p in links)
+
+
+def test_table_sidecars_and_records_follow_the_umask_and_another_user_reads_tables(place, vbn_bucket):
+    """alice (umask 002) loads the metadata tables through ProjectCache: the columnar sidecars in
+    ``.tables/`` and every other file are 0664 (blobs 0444); bob opens her cache read-only and
+    loads the same tables (his process cannot write there)."""
+    home = place.homes["alice"]
+    home.mkdir(parents=True)
+    os.chown(home, ALICE.uid, ALICE.gid)
+    cache = home / "vbn"
+    code = ("import sys\nfrom releasecache import ProjectCache\n"
+            "c = ProjectCache.from_s3(sys.argv[1], endpoint_url=sys.argv[2], progress=False{extra})\n"
+            "t = c.get_ecephys_session_table()\nprint(len(t))\n")
+    done = ALICE.python(code.format(extra=""), str(cache), vbn_bucket.endpoint_url, home=home, umask=0o002)
+    assert done.returncode == 0 and int(done.stdout.split()[-1]) > 0, done.stderr[-3000:]
+    sidecars = list((cache / ".tables").iterdir())
+    assert sidecars
+    wrong = []
+    for path, is_dir in _tree(cache):
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        want = 0o775 if is_dir else (0o444 if path.relative_to(cache).parts[0] == "blobs" else 0o664)
+        if stat.S_IMODE(st.st_mode) != want:
+            wrong.append(f"{path.relative_to(cache)}: {stat.S_IMODE(st.st_mode):o}, not {want:o}")
+    assert wrong == []
+    os.chmod(home, 0o755)
+    done = BOB.python(code.format(extra=", read_only=True"), str(cache), vbn_bucket.endpoint_url,
+                      home=place.homes["bob"])
+    assert done.returncode == 0 and int(done.stdout.split()[-1]) > 0, done.stderr[-3000:]

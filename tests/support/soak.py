@@ -18,7 +18,9 @@ Roles (``role`` in the settings):
 ``verify``
     ``releasecache verify --full --json`` on the whole cache (the CLI, in this process).
 ``gc``
-    ``releasecache gc --delete --partial-age-days 0 --json`` (the CLI, in this process).
+    ``releasecache gc --delete --partial-age-days 0 --json`` (the CLI, in this process), half
+    the time keeping both versions, half the time only one with ``--window-days 0``, so that
+    the other version's files are deleted while other processes may be fetching them.
 """
 
 from __future__ import annotations
@@ -52,13 +54,16 @@ def _name(exc: BaseException) -> str:
 
 
 def _fetch(cache: Any, entries: list[Any], out: dict[str, Any]) -> None:
+    """``ensure`` each entry and hash what it got, under a read lease (so a concurrent gc that
+    does not keep this version cannot delete the blob while it is hashed)."""
     for entry in entries:
         try:
-            path = cache.ensure(entry)
+            with cache.reading(entry):
+                blob = cache.store.find_blob(entry.file_hash)
+                problem = _wrong_bytes(blob, entry.file_hash) if blob else f"{entry.relative_path}: no blob"
         except Exception as exc:  # noqa: BLE001 - every failure is reported, classified by the driver
             out["errors"].append(_name(exc))
             continue
-        problem = _wrong_bytes(path, entry.file_hash)
         if problem:
             out["wrong"].append(problem)
         out["files"] += 1
@@ -119,8 +124,12 @@ def run(settings: dict[str, Any]) -> dict[str, Any]:
                 out["wrong"].extend(f"verify found corrupt {rec['file_hash'][:16]}: {rec['reason']}"
                                     for rec in report.get("corrupt", []))
         elif role == "gc":
-            keep = [x for v in versions for x in ("--keep", v)]
-            code, report = _cli(settings, "gc", *keep, "--delete", "--partial-age-days", "0", "--json")
+            if rng.random() < 0.5:  # keep everything recently used: only stale partials go
+                args = [x for v in versions for x in ("--keep", v)]
+            else:  # evict one version outright, while others may be using it
+                args = ["--keep", rng.choice(versions), "--window-days", "0"]
+            out["args"] = args
+            code, report = _cli(settings, "gc", *args, "--delete", "--partial-age-days", "0", "--json")
             out["exit"] = code
             if code != 0 or report is None:
                 out["errors"].append(f"gc failed (exit {code})")

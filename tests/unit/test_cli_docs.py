@@ -71,3 +71,33 @@ def test_every_exit_code_is_listed():
     codes = {value for name, value in vars(cli_module).items() if name.startswith("EXIT_") and isinstance(value, int)}
     table = re.findall(r"^\| (\d+) \|", DOC, flags=re.M)
     assert codes == {int(c) for c in table}
+
+
+def test_each_kind_of_failure_gets_its_documented_code():
+    """The exit-code table's rows, one representative error each (the row's words are checked too)."""
+    import errno
+
+    from releasecache import errors as E
+    from releasecache.cli.app import exit_code_for
+
+    table = {int(code): text for code, text in re.findall(r"^\| (\d+) \| (.*) \|$", DOC, flags=re.M)}
+    cases = [
+        (E.ManifestNotFoundError("no manifest 9.9.9"), 2, "unknown manifest"),
+        (E.UnknownFileError("file id 7"), 2, "file id"),
+        (E.UnknownSessionError("session 1"), 2, "session"),
+        (E.InvalidArgumentError("cache_dir must be a path"), 2, "usage error"),
+        (E.SourceLayoutError("not an AllenSDK cache"), 2, "`adopt` cannot read"),
+        (E.ManifestParseError("not JSON"), 3, "invalid or unsafe manifest"),
+        (E.UnsafePathError("../../etc"), 3, "unsafe manifest"),
+        (E.IntegrityError("hash mismatch"), 3, "hash"),
+        (E.RemoteError("refused"), 4, "network or remote"),
+        (E.DownloadError("still failing"), 4, "after retries"),
+        (E.OfflineError("not cached"), 5, "offline"),
+        (E.StorageError(errno.ENOSPC, "disk full"), 6, "full disk"),
+        (E.ReadOnlyCacheError(errno.EROFS, "read-only"), 6, "read-only cache"),
+        (E.LockTimeoutError("waited"), 6, "lock timeout"),
+        (RuntimeError("a bug"), 70, "internal error"),
+    ]
+    for exc, code, words in cases:
+        assert exit_code_for(exc) == code, (type(exc).__name__, exit_code_for(exc), code)
+        assert words in table[code], f"docs/cli.md's row for {code} does not mention {words!r}"

@@ -22,10 +22,12 @@ from releasecache.errors import (
     DownloadError,
     IntegrityError,
     ManifestNotFoundError,
+    PublisherWarning,
     ReleaseCacheError,
     RemoteNotFoundError,
     StorageError,
     TransientRemoteError,
+    UnknownFileError,
     UnsafePathError,
     VersionMismatchError,
 )
@@ -33,6 +35,7 @@ from releasecache.manifest import Manifest, S3Location, check_relative_path, man
 from releasecache.remote.factory import make_remote
 from releasecache.store import Store
 from releasecache.store.layers import import_blob
+from releasecache.transfer import Transfer
 from releasecache.transfer.retry import RetryPolicy
 from releasecache.utils import hash_bytes
 
@@ -142,7 +145,7 @@ def test_cache_integrity_error_from_a_corrupt_download_names_hash_version_and_fi
     cache = CloudCache.from_mirror(tmp_path / "cache", mirror, PROJECT, progress=False)
     cache.load_manifest(manifest_name(PROJECT, "1.0.0"))
     entry = cache.data_entry("0")
-    with pytest.raises(IntegrityError) as info:
+    with pytest.raises(IntegrityError) as info, pytest.warns(PublisherWarning, match="does not describe"):
         cache.download_data("0")
     err = info.value
     assert entry.version_id.startswith("ver-")  # the manifest pins one, though a mirror cannot honour it
@@ -202,6 +205,25 @@ def test_store_layer_blob_that_does_not_match_its_name_names_blob_and_file(tmp_p
     assert not store.has_blob(claimed)
 
 
+def test_transfer_integrity_error_names_the_blob_its_version_and_what_arrived(tmp_path):
+    mirror, _ = _release(tmp_path, corrupt=True)
+    manifest = Manifest.from_path(mirror / PROJECT / "manifests" / manifest_name(PROJECT, "1.0.0"))
+    entry = manifest.data_files["0"]
+    store = Store(tmp_path / "cache")
+    transfer = Transfer(store)
+    try:
+        with pytest.raises(IntegrityError) as info, pytest.warns(PublisherWarning, match="does not describe"):
+            transfer.fetch(make_remote(mirror=mirror), entry)
+    finally:
+        transfer.close()
+    err = info.value
+    assert (err.file_hash, err.version_id, err.path, err.key) == (entry.file_hash, entry.version_id, "data/a.bin",
+                                                                   entry.key)
+    assert err.expected == entry.file_hash
+    assert err.got == hash_bytes((mirror / PROJECT / "data" / "a.bin").read_bytes())
+    assert not store.has_blob(entry.file_hash)
+
+
 def test_transfer_download_error_after_retries_keeps_the_last_errors_context():
     def flaky() -> None:
         raise TransientRemoteError("connection reset", url="https://h/k", key="k", version_id="v3", status=503)
@@ -209,3 +231,15 @@ def test_transfer_download_error_after_retries_keeps_the_last_errors_context():
     with pytest.raises(DownloadError, match="gave up after 2 attempts") as info:
         RetryPolicy(max_attempts=2, backoff_base=0.0, backoff_max=0.0).call(flaky, what="GET k")
     assert info.value.context == {"url": "https://h/k", "key": "k", "version_id": "v3", "status": 503}
+
+
+def test_cache_unknown_file_names_the_loaded_manifest(tmp_path):
+    mirror, _ = _release(tmp_path)
+    cache = CloudCache.from_mirror(tmp_path / "cache", mirror, PROJECT, progress=False)
+    cache.load_manifest(manifest_name(PROJECT, "1.0.0"))
+    with pytest.raises(UnknownFileError, match="is not in manifest") as info:
+        cache.data_entry("99")
+    assert info.value.manifest == manifest_name(PROJECT, "1.0.0")
+    with pytest.raises(UnknownFileError, match="is not a metadata file") as info:
+        cache.metadata_entry("no_such_table")
+    assert info.value.manifest == manifest_name(PROJECT, "1.0.0")

@@ -144,7 +144,7 @@ def detect_layout(directory: str | os.PathLike[str], project: str) -> tuple[str,
     """
     root = Path(directory).expanduser().absolute()
     if not root.is_dir():
-        raise SourceLayoutError(f"{root} is not a directory")
+        raise SourceLayoutError(f"{root} is not a directory", path=str(root))
     if (root / "_downloaded_data.json").is_file() or (root / "_manifest_last_used.txt").is_file() \
             or _version_dirs(root, project):
         return "allensdk", root
@@ -154,8 +154,8 @@ def detect_layout(directory: str | os.PathLike[str], project: str) -> tuple[str,
         return "mirror", root.parent
     raise SourceLayoutError(
         f"{root} looks neither like an AllenSDK cache (<project>-<version>/ folders, _downloaded_data.json) "
-        f"nor like a copy of the bucket ({project}/ folder) for project {project!r}; check --project"
-    )
+        f"nor like a copy of the bucket ({project}/ folder) for project {project!r}; check --project",
+        path=str(root))
 
 
 def _local_manifests(layout: str, root: Path, project: str) -> dict[str, Path]:
@@ -265,8 +265,8 @@ def _resolve_names(cache: "CloudCache", wanted: Iterable[str], local: dict[str, 
             out.append(name)
         else:
             raise ManifestNotFoundError(
-                f"no manifest for {item!r} of project {cache.project!r}; known: {sorted(known) or 'none'}"
-            )
+                f"no manifest for {item!r} of project {cache.project!r}; known: {sorted(known) or 'none'}",
+                manifest=str(item))
     return list(dict.fromkeys(out))
 
 

@@ -118,7 +118,7 @@ def check_new_manifest(store: Store, project: str, name: str, manifest: Manifest
             continue  # an invalid saved manifest is reported when it is read
     messages = [m for m in version_id_conflicts([*others, manifest]) if name in m]
     messages += [m for m in duplicate_versions(saved) if name in m]
-    return warn_publisher(messages, stacklevel=4)
+    return warn_publisher(messages)
 
 
 def check_release(store: Store, remote: Remote | None, project: str) -> list[str]:
@@ -144,7 +144,7 @@ def check_release(store: Store, remote: Remote | None, project: str) -> list[str
             message = republished(name, raw, served)
             if message:
                 messages.append(message)
-    return warn_publisher(messages, stacklevel=3)
+    return warn_publisher(messages)
 
 
 def _refetch_damaged(store: Store, remote: Remote | None, project: str, name: str, path: Path,
@@ -290,8 +290,8 @@ def data_entry(manifest: Manifest, file_id: int | str) -> FileEntry:
         ids = list(manifest.data_files)
         sample = ", ".join(ids[:8]) + (" …" if len(ids) > 8 else "")
         raise UnknownFileError(
-            f"file id {file_id!r} is not in manifest {manifest.name} ({len(ids)} data files: {sample})"
-        ) from None
+            f"file id {file_id!r} is not in manifest {manifest.name} ({len(ids)} data files: {sample})",
+            manifest=manifest.name) from None
 
 
 def metadata_entry(manifest: Manifest, name: str) -> FileEntry:
@@ -302,8 +302,8 @@ def metadata_entry(manifest: Manifest, name: str) -> FileEntry:
         if key in files:
             return files[key]
     raise UnknownFileError(
-        f"{name!r} is not a metadata file of manifest {manifest.name}; choose from {manifest.metadata_file_names}"
-    )
+        f"{name!r} is not a metadata file of manifest {manifest.name}; choose from {manifest.metadata_file_names}",
+        manifest=manifest.name)
 
 
 def outdated_message(ui: str, name: str, latest: str) -> str:

@@ -167,7 +167,7 @@ class CloudCache:
         config = kwargs.get("transfer_config") or TransferConfig()
         kwargs["transfer_config"] = config
         remote = make_remote(bucket=bucket, endpoint_url=endpoint_url, anonymous=anonymous,
-                             max_parts_in_flight=config.max_parts_in_flight, s3_options=s3_options)
+                             max_parts_in_flight=config.max_connections, s3_options=s3_options)
         return cls(cache_dir, remote, project, **kwargs)
 
     @classmethod
@@ -601,7 +601,7 @@ class CloudCache:
         *,
         metadata: bool = True,
         executor: Any = None,
-        max_files: int = 4,
+        max_files: int = 16,
         progress: bool | None = None,
         stat_remote: bool = False,
         shard: tuple[int, int] | None = None,

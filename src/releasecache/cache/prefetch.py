@@ -153,7 +153,7 @@ def prefetch(
     entries: Iterable[FileEntry],
     *,
     executor: Executor | None = None,
-    max_files: int = 4,
+    max_files: int = 16,
     progress: bool = True,
     stat_remote: bool = False,
 ) -> PrefetchReport:

@@ -52,7 +52,7 @@ def release_files(source: Path, project: str) -> tuple[dict[str, str], dict[str,
     for key in [*metadata.values(), *data.values()]:
         check_relative_path(key, what="key")
         if not (source / key).is_file():
-            raise ManifestValidationError(f"{source / key} is listed but missing")
+            raise ManifestValidationError(f"{source / key} is listed but missing", path=str(source / key), key=key)
     return metadata, data
 
 

@@ -7,7 +7,6 @@ code, so a script publishing a release makes the same ones.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from ..errors import ManifestNotFoundError, VersionExistsError, VersioningDisabledError
 from ..manifest import FileEntry, Manifest, manifest_name, parse_semver, sort_manifest_names, version_from_manifest_name
 from ..remote.s3 import S3Remote
-from ..utils import hash_file
+from ..utils import hash_file, warn_user
 from .publish import publish_version, release_files
 
 log = logging.getLogger("releasecache")
@@ -83,7 +82,8 @@ def plan_publish(remote: S3Remote, project: str, version: str, source: str | Pat
     new_version = parse_semver(version)
     names = sort_manifest_names(remote.list_manifests(project))
     if any(version_from_manifest_name(n) == new_version for n in names):
-        raise VersionExistsError(f"version {version} of {project} is already published; versions are immutable")
+        raise VersionExistsError(f"version {version} of {project} is already published; versions are immutable",
+                                 manifest=manifest_name(project, version))
     the_plan = PublishPlan(project, version, Path(source), manifest_name(project, version))
     if not no_previous:
         if previous is None:
@@ -91,7 +91,8 @@ def plan_publish(remote: S3Remote, project: str, version: str, source: str | Pat
             previous = older[-1] if older else None
         if previous is not None:
             if previous not in names:
-                raise ManifestNotFoundError(f"no manifest {previous!r} on s3://{remote.bucket}/{project}/manifests/")
+                raise ManifestNotFoundError(f"no manifest {previous!r} on s3://{remote.bucket}/{project}/manifests/",
+                                            manifest=previous)
             the_plan.before = Manifest.from_bytes(remote.get_manifest(project, previous), name=previous)
             the_plan.previous = previous
     the_plan.metadata, the_plan.data = release_files(the_plan.source, project)
@@ -126,7 +127,7 @@ def run_publish(remote: S3Remote, the_plan: PublishPlan, **options: Any) -> dict
     uploaded = sorted(e.key for e in manifest.entries() if e.key not in old or old[e.key].version_id != e.version_id)
     reused = sorted(e.key for e in manifest.entries() if e.key not in uploaded)
     if any(not e.version_id for e in manifest.entries()):
-        warnings.warn("the bucket returned no version ids: files are not pinned; enable bucket versioning")
+        warn_user("the bucket returned no version ids: files are not pinned; enable bucket versioning")
     return {"manifest": manifest.name, "upload": uploaded, "reuse": reused,
             "manifest_key": f"{the_plan.project}/manifests/{manifest.name}"}
 

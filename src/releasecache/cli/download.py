@@ -81,7 +81,7 @@ def select_entries(cache: "CloudCache", *, metadata_only: bool, metadata: bool, 
 @click.option("--dry-run", is_flag=True, help="Print the plan (files, sizes, what is cached) and fetch nothing.")
 @click.option("--stat/--no-stat", "stat_remote", default=None,
               help="Ask the remote for sizes the manifest lacks (default: on with --dry-run).")
-@click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 256),
+@click.option("-j", "--jobs", default=16, show_default=True, type=click.IntRange(1, 256),
               help="Files downloaded at once (each file also uses parallel ranged requests).")
 @click.option("--record", "from_record", type=click.Path(dir_okay=False, path_type=Path), metavar="RECORD",
               help="Download exactly the files a reproducibility record (lock) lists, each checked against its "

@@ -16,11 +16,10 @@ manifests.
 
 from __future__ import annotations
 
-import warnings
 from typing import Iterable, Mapping
 
 from ..errors import PublisherWarning
-from ..utils import hash_bytes
+from ..utils import hash_bytes, warn_user
 from .model import Manifest
 
 
@@ -73,11 +72,11 @@ def republished(name: str, cached: bytes, served: bytes) -> str | None:
             "published again with different content; the saved copy is kept")
 
 
-def warn(messages: Iterable[str], *, stacklevel: int = 3) -> list[str]:
-    """Issue each message as a :class:`~releasecache.errors.PublisherWarning`; return them."""
+def warn(messages: Iterable[str]) -> list[str]:
+    """Issue each message as a :class:`~releasecache.errors.PublisherWarning` at the user's line; return them."""
     out = list(messages)
     for message in out:
-        warnings.warn(message, PublisherWarning, stacklevel=stacklevel)
+        warn_user(message, PublisherWarning)
     return out
 
 

@@ -20,6 +20,11 @@ _AWS_HOST_RE = re.compile(r"(?:^|\.)amazonaws\.com(?:\.cn)?$")
 _PATHSTYLE_RE = re.compile(r"^s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$")
 
 
+# Checked for every entry of a manifest: compiled once.
+_CONTROL_OR_BACKSLASH = re.compile(r"[\x00-\x1f\\]")
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$")
+
+
 @dataclass(frozen=True)
 class S3Location:
     """Where an object lives: bucket, key, and the pinned version id."""
@@ -46,7 +51,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     """
     if not isinstance(url, str):
         raise UnsafePathError(f"URL must be a string, got {type(url).__name__}")
-    if any(ord(c) < 32 for c in url) or "\\" in url:
+    if _CONTROL_OR_BACKSLASH.search(url):
         raise UnsafePathError(f"URL {short_repr(url)} contains control characters or backslashes", url=url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -69,7 +74,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     else:
         raise UnsafePathError(f"URL {short_repr(url)} is not http(s):// or s3://", url=url)
     key = unquote(path.lstrip("/"))
-    if not bucket or not re.match(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$", bucket) or ".." in bucket:
+    if not bucket or not _BUCKET_RE.match(bucket) or ".." in bucket:
         raise UnsafePathError(f"URL {short_repr(url)} names no valid bucket", url=url)
     try:
         check_relative_path(key, what=f"key of URL {short_repr(url)}")

@@ -58,7 +58,7 @@ import filelock
 
 from ..config import DEFAULT_LOCK_KIND, DEFAULT_LOCK_LEASE, ENV_LOCK_KIND
 from ..errors import LockFallbackWarning, LockTimeoutError, StorageError
-from ..utils import atomic_write, warn_user
+from ..utils import atomic_write, file_mode, warn_user
 
 log = logging.getLogger("releasecache")
 
@@ -390,10 +390,12 @@ class BlobLock:
         self._held = False
         self._beat_stop: threading.Event | None = None
         self._beat_thread: threading.Thread | None = None
+        # An explicit mode: older filelock versions give lock files 0644 whatever the umask,
+        # which locks the other members of a group-shared cache out of them.
         if self.kind == "soft":
-            self._lock: Any = filelock.SoftFileLock(str(self.lock_path), timeout=0)
+            self._lock: Any = filelock.SoftFileLock(str(self.lock_path), timeout=0, mode=file_mode())
         else:
-            self._lock = filelock.FileLock(str(self.lock_path), timeout=0)
+            self._lock = filelock.FileLock(str(self.lock_path), timeout=0, mode=file_mode())
 
     # -- acquiring --------------------------------------------------------------
 

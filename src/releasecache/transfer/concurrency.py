@@ -8,9 +8,9 @@ grows the number of parts in flight while the measured throughput keeps growing,
 when it stops growing, and halves it when the server pushes back (``SlowDown``, 503,
 resets), always within a hard maximum set by the memory budget.
 
-Throughput is measured over *epochs*: an epoch ends when at least ``epoch`` seconds and at
-least one part's duration have passed and every slot has completed a part; its rate is
-compared with the previous level's. Growth needs demand: if fewer parts were wanted than
+Throughput is measured over *epochs*: an epoch starts with the first part after an idle
+spell, and ends when at least ``epoch`` seconds and one part's duration have passed and
+half the slots have completed a part; its rate is compared with the previous level's. Growth needs demand: if fewer parts were wanted than
 allowed, the limit is not what holds the download back, and it is left alone.
 """
 
@@ -46,7 +46,7 @@ class AdaptiveConcurrency:
     """
 
     def __init__(self, start: int = 4, minimum: int = 2, maximum: int = 32, *, epoch: float = 0.25,
-                 growth: float = 1.12, clock: Callable[[], float] = time.monotonic) -> None:
+                 growth: float = 1.25, clock: Callable[[], float] = time.monotonic) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
@@ -94,6 +94,8 @@ class AdaptiveConcurrency:
             return True
 
     def _take(self) -> None:
+        if self.in_flight == 0 and self._done == 0:
+            self._t0 = self.clock()  # idle until now: the epoch starts with the first part
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         if self.in_flight >= self._limit:
@@ -123,7 +125,7 @@ class AdaptiveConcurrency:
     def _maybe_adapt(self) -> None:
         now = self.clock()
         elapsed = now - self._t0
-        if elapsed < max(self.epoch, self._part_seconds) or self._done < self._limit:
+        if elapsed < max(self.epoch, self._part_seconds) or 2 * self._done < self._limit:
             return
         rate = self._bytes / elapsed if elapsed > 0 else 0.0
         self.history.append((now, self._limit, rate))
@@ -132,9 +134,13 @@ class AdaptiveConcurrency:
         if not demand or self._settled >= 2 or self._limit >= self.maximum:
             return
         if self._best is None or rate >= self._best * self.growth:
+            # The first measurement and nearly linear gains (more parts, proportionally more
+            # bytes) double the limit, like TCP's slow start; smaller gains add half.
+            doubling = self._best is None or rate >= self._best * 1.5
             self._best = rate
             self._settled = 0
-            self._limit = min(self.maximum, self._limit + max(1, self._limit // 2))
+            step = self._limit if doubling else max(1, self._limit // 2)
+            self._limit = min(self.maximum, self._limit + step)
         else:
             self._settled += 1
             self._best = max(self._best, rate)

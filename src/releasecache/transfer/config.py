@@ -19,11 +19,16 @@ class TransferConfig:
         Bytes per ranged GET. The first GET of every file asks for one part,
         so a small file costs exactly one request.
     max_parts_in_flight
-        Ranged GETs running at once for one file (also the size of the shared
-        connection pool used by all files).
+        Ranged GETs running at once across all files of one cache. ``None`` (the
+        default): found while downloading, starting at 8, growing while the measured
+        throughput grows, halving when the server pushes back (``SlowDown``, 5xx,
+        resets), never above ``max_buffered_parts``
+        (:class:`~releasecache.transfer.concurrency.AdaptiveConcurrency`). A number
+        fixes it.
     window
-        Parts that may be fetched ahead of the hashing position; bounds memory
-        to about ``window * part_size`` per file.
+        Parts one file may fetch ahead of its hashing position. ``None`` (the
+        default): the current parts-in-flight limit plus two, so one large file can
+        use every connection the link needs.
     max_attempts
         Tries per request before giving up on a transient failure.
     backoff_base, backoff_max
@@ -35,26 +40,34 @@ class TransferConfig:
         Write aligned parts with ``O_DIRECT`` where the filesystem allows it
         (no page-cache copy, little left for the final fsync).
     max_buffered_parts
-        Parts in memory at once across all files of one cache (besides each
-        file's first part): with many files at once, memory stays near
-        ``(max_buffered_parts + files) * part_size``.
+        The memory budget: parts in memory at once across all files of one cache
+        (in flight or waiting to be hashed, first parts included), so part buffers
+        never exceed ``max_buffered_parts * part_size`` (128 MiB by default). It also
+        caps the adaptive parts in flight.
     """
 
     part_size: int = 8 * MiB
-    max_parts_in_flight: int = 8
-    window: int = 10
+    max_parts_in_flight: int | None = None
+    window: int | None = None
     max_attempts: int = 8
     backoff_base: float = 0.2
     backoff_max: float = 30.0
     integrity_attempts: int = 3
     direct_io: bool = True
-    max_buffered_parts: int = 12
+    max_buffered_parts: int = 16
 
     def __post_init__(self) -> None:
         if self.part_size < 64 * 1024:
             raise ValueError("part_size must be at least 64 KiB")
-        if min(self.max_parts_in_flight, self.window, self.max_attempts, self.max_buffered_parts) < 1:
+        numbers = [self.max_attempts, self.max_buffered_parts,
+                   *(v for v in (self.max_parts_in_flight, self.window) if v is not None)]
+        if min(numbers) < 1:
             raise ValueError("max_parts_in_flight, window, max_attempts and max_buffered_parts must be >= 1")
+
+    @property
+    def max_connections(self) -> int:
+        """The most ranged GETs that can run at once (the connection pool a remote needs)."""
+        return self.max_parts_in_flight or self.max_buffered_parts
 
     @property
     def retry(self) -> RetryPolicy:

@@ -14,7 +14,7 @@ import logging
 import mmap
 import os
 import threading
-import warnings
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +33,8 @@ from ..manifest import FileEntry
 from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
 from ..store import Store
 from ..store.ingest import discard_download
-from ..utils import new_hasher
+from ..utils import new_hasher, warn_user
+from .concurrency import AdaptiveConcurrency
 from .config import MiB, TransferConfig
 from .resume import covered as _covered, merge as _merge, read_sidecar, write_sidecar
 from .retry import Cancelled
@@ -46,11 +47,21 @@ Progress = Callable[[int], None]
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
+def _limiter(config: TransferConfig) -> AdaptiveConcurrency:
+    """Parts in flight: a fixed number if configured, else adaptive within the memory budget."""
+    budget = config.max_buffered_parts
+    if config.max_parts_in_flight:
+        n = min(config.max_parts_in_flight, budget)
+        return AdaptiveConcurrency(start=n, minimum=n, maximum=n)
+    return AdaptiveConcurrency(start=min(8, budget), minimum=min(2, budget), maximum=budget)
+
+
 class Transfer:
     """Fetches manifest entries into a :class:`~releasecache.store.Store`.
 
     One ``Transfer`` owns a thread pool for ranged parts that every file shares,
-    so total connections stay bounded however many files run at once.
+    and one limiter of parts in flight across all of them (adaptive by default),
+    so total connections and part buffers stay bounded however many files run at once.
     """
 
     def __init__(self, store: Store, config: TransferConfig | None = None) -> None:
@@ -61,29 +72,93 @@ class Transfer:
         self._free: list[mmap.mmap] = []
         self._active = 0  # downloads running; the buffer pool is emptied when it drops to 0
         self._slots = threading.BoundedSemaphore(self.config.max_buffered_parts)
-        self.stats = {"requests": 0, "bytes": 0, "retries": 0}
+        self._slots_held = 0
+        self.limiter = _limiter(self.config)
+        self.stats = {"requests": 0, "bytes": 0, "retries": 0, "peak_buffered_parts": 0}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_pool"] = None
         state["_free"] = []
         state["_active"] = 0
+        state["_slots_held"] = 0
         state.pop("_pool_lock", None)
         state.pop("_slots", None)
+        state.pop("limiter", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._pool_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(self.config.max_buffered_parts)
+        self.limiter = _limiter(self.config)
 
     @property
     def pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self.config.max_parts_in_flight, thread_name_prefix="rc-part")
+                    # One thread per memory slot: every task holds a slot, so no task ever queues behind
+                    # tasks that wait for a parts-in-flight slot a queued first part holds (a deadlock).
+                    self._pool = ThreadPoolExecutor(self.config.max_buffered_parts, thread_name_prefix="rc-part")
         return self._pool
+
+    @property
+    def peak_parts_in_flight(self) -> int:
+        """Most ranged GETs that ran at once so far."""
+        return self.limiter.peak
+
+    # -- the memory budget and the parts-in-flight limit ------------------------------
+
+    def _take_slot(self, blocking: bool) -> bool:
+        """One part buffer of the cache-wide budget (``max_buffered_parts``)."""
+        if not self._slots.acquire(blocking=blocking):
+            return False
+        with self._pool_lock:
+            self._slots_held += 1
+            self.stats["peak_buffered_parts"] = max(self.stats["peak_buffered_parts"], self._slots_held)
+        return True
+
+    def _give_slot(self) -> None:
+        with self._pool_lock:
+            self._slots_held -= 1
+        self._slots.release()
+
+    def _in_flight(self, cancel: threading.Event | None) -> None:
+        """Wait for a parts-in-flight slot (checking ``cancel`` while waiting)."""
+        while not self.limiter.acquire(timeout=0.2):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+
+    def _get(self, remote: Remote, entry: FileEntry, start: int, end: int | None,
+             cancel: threading.Event | None) -> RangeResponse:
+        """Open a ranged GET inside a parts-in-flight slot; the caller ends it with ``_done``.
+
+        A transient failure tells the limiter that the server pushed back.
+        """
+        self._in_flight(cancel)
+        try:
+            return remote.get_range(entry.location, start, end)
+        except TransientRemoteError:
+            self.limiter.throttled()
+            self.limiter.release()
+            raise
+        except BaseException:
+            self.limiter.release()
+            raise
+
+    def _end(self, response: RangeResponse, nbytes: int, started: float,
+             failed: BaseException | None = None) -> None:
+        """Close a GET opened by ``_get`` and give its slot back, even if closing fails."""
+        try:
+            response.close()
+        finally:
+            self._done(nbytes, started, failed)
+
+    def _done(self, nbytes: int, started: float, failed: BaseException | None = None) -> None:
+        if isinstance(failed, TransientRemoteError):
+            self.limiter.throttled()
+        self.limiter.release(nbytes, time.monotonic() - started)
 
     def close(self) -> None:
         """Stop the part pool (idle threads only; running parts finish)."""
@@ -184,43 +259,57 @@ class Transfer:
     def _write_sidecar(self, entry: FileEntry, size: int, done: list[list[int]]) -> None:
         write_sidecar(self.store, entry, size, done)
 
-    def _first_part(self, remote: Remote, entry: FileEntry,
-                    progress: Progress | None) -> tuple[RangeResponse, memoryview | None]:
-        """The first GET asks for one part, which also tells the object's size.
+    def _first_part(self, remote: Remote, entry: FileEntry) -> tuple[RangeResponse, float]:
+        """Open the first GET (one part), which also tells the object's size, and check its headers.
 
-        Returns the response and the part's bytes; the bytes are None when the
-        server sent the whole object instead (then the open response is returned
-        for streaming).
+        Returns the open response and when its GET started. The body is read by the
+        caller, in the part pool, so the other parts start as soon as the headers
+        (``Content-Range``) have told the size. A response that is not partial (the
+        server sent the whole object, or the object is empty) is returned as it is.
         """
-        loc = entry.location
 
-        def attempt() -> tuple[RangeResponse, memoryview | None]:
+        def attempt() -> tuple[RangeResponse, float]:
+            started = time.monotonic()
             try:
-                response = remote.get_range(loc, 0, self.config.part_size - 1)
+                response = self._get(remote, entry, 0, self.config.part_size - 1, None)
             except RangeNotSatisfiable:
-                response = remote.get_range(loc, 0, None)  # an empty object has no byte 0
+                response = self._get(remote, entry, 0, None, None)  # an empty object has no byte 0
             try:
                 self._check_version(entry, response, remote)
-                if not response.partial or response.total_size is None:
-                    return response, None
-                if response.start != 0:
-                    raise TransientRemoteError(f"{entry.relative_path}: asked for byte 0, the server sent from "
-                                               f"byte {response.start}").with_context(expected=0, got=response.start)
-                size = response.total_size
-                if entry.size is not None and size != entry.size:
-                    err = IntegrityError(
-                        f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}"
-                    ).with_context(expected=entry.size, got=size)
-                    err.server_size = size  # type: ignore[attr-defined]
-                    raise err
-                data = self._collect(response, min(self.config.part_size, size), entry, progress, None)
-            except BaseException:
-                response.close()
+                if response.partial and response.total_size is not None:
+                    if response.start != 0:
+                        raise TransientRemoteError(f"{entry.relative_path}: asked for byte 0, the server sent from "
+                                                   f"byte {response.start}").with_context(expected=0, got=response.start)
+                    size = response.total_size
+                    if entry.size is not None and size != entry.size:
+                        err = IntegrityError(
+                            f"{entry.relative_path}: server reports {size} bytes, manifest says {entry.size}"
+                        ).with_context(expected=entry.size, got=size)
+                        err.server_size = size  # type: ignore[attr-defined]
+                        raise err
+            except BaseException as exc:
+                self._end(response, 0, started, exc)
                 raise
-            response.close()
-            return response, data
+            return response, started
 
         return self._retrying(entry.relative_path, attempt)  # type: ignore[return-value]
+
+    def _first_body(self, remote: Remote, entry: FileEntry, sink: Sink, response: RangeResponse, started: float,
+                    end: int, size: int, progress: Progress | None, cancel: threading.Event) -> memoryview:
+        """Read the first part's body (a pool task); if it breaks, fetch the part again like any other."""
+        try:
+            data = self._collect(response, end, entry, progress, cancel)
+        except TransientRemoteError as exc:
+            self._end(response, 0, started, exc)
+            self.stats["retries"] += 1
+            log.info("%s: first part: %s; fetching it again", entry.relative_path, exc)
+            return self._fetch_part(remote, entry, sink, 0, end, size, progress, cancel)
+        except BaseException as exc:
+            self._end(response, 0, started, exc)
+            raise
+        self._end(response, len(data), started)
+        sink.write(data, 0)
+        return data
 
     def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
         """Fetch into ``.partial/<hash>`` and verify; return the partial path."""
@@ -228,16 +317,23 @@ class Transfer:
         self.store.make_dir(self.store.partial_dir)
         partial = self.store.partial_path(h)
         state = self._read_sidecar(entry)
-        first_data: memoryview | None = None
+        first: tuple[RangeResponse, float] | None = None
         if state is None:
             self._discard(h)
-            response, first_data = self._first_part(remote, entry, progress)
-            if first_data is None:
+            self._take_slot(blocking=True)  # the first part's buffer; this file holds no other slot
+            try:
+                response, started = self._first_part(remote, entry)
+            except BaseException:
+                self._give_slot()
+                raise
+            if not response.partial or response.total_size is None:
                 # The server sent the whole object (an empty object, or Range not honoured).
                 try:
                     return self._stream_whole(remote, entry, response, progress)
                 finally:
-                    response.close()
+                    self._end(response, 0, started)
+                    self._give_slot()
+            first = (response, started)
             size = response.total_size or 0
             done: list[list[int]] = []
         else:
@@ -245,23 +341,29 @@ class Transfer:
             done = state["done"]
             log.info("%s: resuming; %d of %d bytes already here", entry.relative_path,
                      sum(b - a for a, b in done), size)
+        sink: Sink | None = None
         try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)  # the umask decides
-        except OSError as exc:
-            raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
-        sink = Sink(partial, fd, direct=self.config.direct_io)
-        try:
+            try:
+                fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)  # the umask decides
+            except OSError as exc:
+                raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
+            sink = Sink(partial, fd, direct=self.config.direct_io)
             if state is None:
                 try:
                     os.ftruncate(fd, size)
                 except OSError as exc:
                     raise StorageError.from_os_error(exc, f"cannot write {partial}") from None
-                if first_data is not None and len(first_data):
-                    sink.write(first_data, 0)
-                    done = [[0, len(first_data)]]
-                if not done or done[0][1] < size:  # a file done in one GET has nothing to resume
+                if size > self.config.part_size:  # a file done in one GET has nothing to resume
                     self._write_sidecar(entry, size, done)
-            digest = self._fetch_parts(remote, entry, sink, size, done, first_data, progress)
+        except BaseException:
+            if first is not None:  # nothing will read the first part's body now: end it, free its slots
+                self._end(first[0], 0, first[1])
+                self._give_slot()
+            if sink is not None:
+                sink.close()
+            raise
+        try:
+            digest = self._fetch_parts(remote, entry, sink, size, done, first, progress)
         finally:
             sink.close()
         if digest != h:
@@ -288,7 +390,7 @@ class Transfer:
         view.release()
         if isinstance(buf, mmap.mmap) and len(buf) == self.config.part_size:
             with self._pool_lock:
-                if len(self._free) < self.config.window + self.config.max_parts_in_flight:
+                if len(self._free) < self.config.max_buffered_parts:
                     self._free.append(buf)
 
     def _collect(self, response: RangeResponse, expected: int, entry: FileEntry,
@@ -391,7 +493,9 @@ class Transfer:
         expected = end - start
 
         def attempt() -> memoryview:
-            response = remote.get_range(entry.location, start, end - 1)
+            started = time.monotonic()
+            response = self._get(remote, entry, start, end - 1, cancel)
+            moved, failed = 0, None
             try:
                 self._check_version(entry, response, remote)
                 if not response.partial or response.start != start:
@@ -401,9 +505,14 @@ class Transfer:
                     raise IntegrityError(f"{entry.relative_path}: object size changed from {size} to "
                                          f"{response.total_size} during the download"
                                          ).with_context(expected=size, got=response.total_size)
-                return self._collect(response, expected, entry, progress, cancel)
+                data = self._collect(response, expected, entry, progress, cancel)
+                moved = len(data)
+                return data
+            except BaseException as exc:
+                failed = exc
+                raise
             finally:
-                response.close()
+                self._end(response, moved, started, failed)
 
         data: memoryview = self._retrying(f"{entry.relative_path} bytes {start}-{end - 1}", attempt,
                                           cancel)  # type: ignore[assignment]
@@ -411,29 +520,41 @@ class Transfer:
         return data
 
     def _fetch_parts(self, remote: Remote, entry: FileEntry, sink: Sink, size: int, done: list[list[int]],
-                     first: memoryview | None, progress: Progress | None) -> str:
-        """Fetch every missing part and return the blake2b of the whole file, hashed in order."""
+                     first: tuple[RangeResponse, float] | None, progress: Progress | None) -> str:
+        """Fetch every missing part and return the blake2b of the whole file, hashed in order.
+
+        ``first`` is the open first GET (its body not read yet, its memory slot taken), or
+        None when resuming.
+        """
         cfg = self.config
         parts = [(s, min(s + cfg.part_size, size)) for s in range(0, size, cfg.part_size)] or [(0, 0)]
         hasher = new_hasher()
         buffered: dict[int, memoryview] = {}
-        if first is not None and len(first):
-            buffered[0] = first
-        on_disk = {s for s, e in parts if _covered(done, s, e) and s not in buffered}
+        on_disk = {s for s, e in parts if _covered(done, s, e)}
         to_fetch = [(s, e) for s, e in parts if e > s and not _covered(done, s, e)]
         cancel = threading.Event()
         futures: dict[Future, tuple[int, int]] = {}
         slotted: set[int] = set()  # parts holding one of the cache-wide memory slots
+        first_future: Future | None = None
+        if first is not None:
+            first_end = parts[0][1]
+            first_future = self.pool.submit(self._first_body, remote, entry, sink, first[0], first[1], first_end,
+                                            size, progress, cancel)
+            futures[first_future] = (0, first_end)
+            slotted.add(0)
+            to_fetch = [p for p in to_fetch if p[0] != 0]
         next_submit = 0
         hash_index = 0  # index into parts of the next part to hash
         try:
             while hash_index < len(parts):
                 # Keep the window full: fetch ahead of the hashing position, but not too far.
-                while (next_submit < len(to_fetch) and len(futures) < cfg.max_parts_in_flight
-                       and len(futures) + len(buffered) < cfg.window):
+                limit = self.limiter.limit
+                window = cfg.window or limit + 2
+                while (next_submit < len(to_fetch) and len(futures) < limit
+                       and len(futures) + len(buffered) < window):
                     # Wait for a memory slot only while holding none; holding some, go and
                     # hash or await those instead, so files never wait on each other in a cycle.
-                    if not self._slots.acquire(blocking=not slotted):
+                    if not self._take_slot(blocking=not slotted):
                         break
                     s, e = to_fetch[next_submit]
                     slotted.add(s)
@@ -453,7 +574,7 @@ class Transfer:
                         self._recycle(view)
                         if s in slotted:
                             slotted.discard(s)
-                            self._slots.release()
+                            self._give_slot()
                     elif s in on_disk:
                         self._hash_from_disk(sink.fd, s, e, hasher)
                     else:
@@ -462,7 +583,7 @@ class Transfer:
                     progressed = True
                 if hash_index >= len(parts):
                     break
-                if progressed and next_submit < len(to_fetch) and len(futures) < cfg.max_parts_in_flight:
+                if progressed and next_submit < len(to_fetch) and len(futures) < self.limiter.limit:
                     continue
                 if not futures:
                     raise AssertionError("download stalled with nothing in flight")
@@ -471,12 +592,15 @@ class Transfer:
                     s, e = futures.pop(fut)
                     buffered[s] = fut.result()  # raises the part's error
                     done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
-                self._write_sidecar(entry, size, done)
+                if len(parts) > 1:  # a one-part file has nothing to resume
+                    self._write_sidecar(entry, size, done)
         except BaseException:
             cancel.set()
             for fut in futures:
                 fut.cancel()
             wait(list(futures))  # let running parts stop before the fd closes
+            if first_future is not None and first_future.cancelled() and first is not None:
+                self._end(first[0], 0, first[1])  # its body was never read: end the GET, free its slot
             for fut, (s, e) in futures.items():
                 if not fut.cancelled() and fut.exception() is None:
                     done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
@@ -487,7 +611,7 @@ class Transfer:
             raise
         finally:
             for _ in slotted:
-                self._slots.release()
+                self._give_slot()
         return hasher.hexdigest()
 
     @staticmethod
@@ -524,7 +648,7 @@ def warn_if_publisher_mistake(entry: FileEntry, failures: list[IntegrityError]) 
                    "does not describe the object it pins (unless something between here and the server rewrites "
                    "the bytes the same way every time)")
     if message:
-        warnings.warn(message, PublisherWarning, stacklevel=3)
+        warn_user(message, PublisherWarning)
     return message
 
 
@@ -532,5 +656,6 @@ def _add_context(exc: ReleaseCacheError, entry: FileEntry) -> None:
     """Name the file on an error (and what the error it wraps knew), keeping what is already set."""
     cause = exc.__cause__
     context = dict(cause.context) if isinstance(cause, ReleaseCacheError) else {}
-    context.update(path=entry.relative_path, url=entry.url, key=entry.key, version_id=entry.version_id or None)
-    exc.with_context(**{k: v for k, v in context.items() if getattr(exc, k) is None})
+    context.update(path=entry.relative_path, url=entry.url, key=entry.key, version_id=entry.version_id or None,
+                   file_hash=entry.file_hash)
+    exc.fill_context(**context)

@@ -8,6 +8,8 @@ import warnings
 from pathlib import Path
 
 _PACKAGE_DIR = os.path.realpath(Path(__file__).parent.parent)
+# Where a worker thread's stack begins: reaching one of these means no user code called us.
+_THREAD_STARTERS = {"threading.py", "thread.py", "process.py"}
 
 
 def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
@@ -23,7 +25,8 @@ def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
     frame = sys._getframe(1)
     while frame is not None and os.path.realpath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
         frame = frame.f_back
-    if frame is None:  # called from inside the package only (e.g. a thread started by it)
+    if frame is None or os.path.basename(frame.f_code.co_filename) in _THREAD_STARTERS:
+        # no user line in this thread (a worker the package started): say where in the package instead
         warnings.warn(message, category, stacklevel=2)
         return
     module = frame.f_globals.get("__name__", "<unknown>")
