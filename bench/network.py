@@ -120,8 +120,11 @@ class W7:
                 "bytes": sum(o.size for o in objs), "files": len(objs),
                 "profiles": {p.name: p.describe() for p in profiles_selected()},
                 "verifies": VERIFIES, "by_profile": per_profile,
-                "timing": "releasecache, boto3, CRT, AllenSDK: inside their process after imports; "
-                          "s5cmd, rclone, aria2c, curl: process wall time"})
+                "timing": "releasecache, boto3, CRT, AllenSDK: inside their process after imports (releasecache "
+                          "includes building its client and reading the manifest; the others are handed the keys); "
+                          "s5cmd, rclone, aria2c, curl: process wall time; tuned settings and releasecache "
+                          f"{self.reps} repetitions ({max(1, self.reps - 1)} on the laptop profile), the references' "
+                          f"defaults and AllenSDK {self.reps_defaults}"})
 
     def one(self, key: str, data: dict, objs: list, profile: Profile, sh: Shaper) -> dict:
         suite = self.suite

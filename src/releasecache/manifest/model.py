@@ -80,16 +80,33 @@ class FileEntry:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ManifestValidationError(f"duplicate JSON key {short_repr(key)}")
-        seen[key] = value
+    seen = dict(pairs)  # called for every JSON object: let C build it, look closer only if keys collapsed
+    if len(seen) != len(pairs):
+        keys: set[str] = set()
+        for key, _ in pairs:
+            if key in keys:
+                raise ManifestValidationError(f"duplicate JSON key {short_repr(key)}")
+            keys.add(key)
     return seen
 
 
+class _Where:
+    """Names an entry in error messages; built only when a message needs it (entries are many)."""
+
+    __slots__ = ("source", "section", "name")
+
+    def __init__(self, source: str, section: str, name: Any) -> None:
+        self.source, self.section, self.name = source, section, name
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.section}[{short_repr(self.name)}]"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 def _entry(section: str, name: Any, raw: Any, source: str) -> FileEntry:
-    where = f"{source}: {section}[{short_repr(name)}]"
+    where = _Where(source, section, name)
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ManifestValidationError(f"{where}: key must be a short name of letters, digits, '.', '_' or '-'")
     if not isinstance(raw, dict):
@@ -208,7 +225,7 @@ class Manifest:
         if not isinstance(pipeline, list) or not all(isinstance(p, dict) for p in pipeline):
             raise ManifestValidationError(f"{source}: data_pipeline must be a list of objects")
         sections: dict[str, dict[str, FileEntry]] = {}
-        seen_paths: dict[str, str] = {}
+        seen_paths: dict[str, tuple[str, str]] = {}
         for section in ("metadata_files", "data_files"):
             entries = raw[section]
             if not isinstance(entries, dict):
@@ -219,9 +236,10 @@ class Manifest:
                 other = seen_paths.get(entry.relative_path)
                 if other is not None:
                     raise ManifestValidationError(
-                        f"{source}: {section}[{short_repr(key)}] and {other} both map to {short_repr(entry.relative_path)}"
+                        f"{source}: {section}[{short_repr(key)}] and {other[0]}[{short_repr(other[1])}] both map to "
+                        f"{short_repr(entry.relative_path)}"
                     )
-                seen_paths[entry.relative_path] = f"{section}[{short_repr(key)}]"
+                seen_paths[entry.relative_path] = (section, key)
                 parsed[key] = entry
             sections[section] = parsed
         return cls(

@@ -23,6 +23,9 @@ _PATHSTYLE_RE = re.compile(r"^s3(?:[.\-][a-z0-9\-.]+)?\.amazonaws\.com(?:\.cn)?$
 # Checked for every entry of a manifest: compiled once.
 _CONTROL_OR_BACKSLASH = re.compile(r"[\x00-\x1f\\]")
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}$")
+# http(s)://host/path with no user, port, query, fragment or parameters: the shape manifests use.
+_SIMPLE_HTTP = re.compile(r"^https?://(?P<host>[A-Za-z0-9.\-]+)(?P<path>/[^?#;@]*)\Z", re.IGNORECASE)
+_VHOST_BUCKETS: dict[str, str] = {}  # host -> its bucket ("" if not virtual-hosted)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         raise UnsafePathError(f"URL must be a string, got {type(url).__name__}")
     if _CONTROL_OR_BACKSLASH.search(url):
         raise UnsafePathError(f"URL {short_repr(url)} contains control characters or backslashes", url=url)
+    fast = _SIMPLE_HTTP.match(url)
+    bucket = _vhost_bucket(fast.group("host")) if fast is not None else ""
+    if bucket:  # the shape manifests use, without urlsplit's generality (same result)
+        return _checked(url, bucket, fast.group("path"))  # type: ignore[union-attr]
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "s3":
@@ -73,11 +80,42 @@ def parse_s3_url(url: str) -> tuple[str, str]:
             bucket, path = segments[0], segments[1]
     else:
         raise UnsafePathError(f"URL {short_repr(url)} is not http(s):// or s3://", url=url)
-    key = unquote(path.lstrip("/"))
+    return _checked(url, bucket, path)
+
+
+def _vhost_bucket(host: str) -> str:
+    """The bucket of a virtual-hosted AWS host, or "" (memoised: a release names few hosts)."""
+    bucket = _VHOST_BUCKETS.get(host)
+    if bucket is None:
+        low = host.lower()
+        vhost = _VHOST_RE.match(low)
+        bucket = vhost.group("bucket") if vhost and not _PATHSTYLE_RE.match(low) else ""
+        if len(_VHOST_BUCKETS) < 64:
+            _VHOST_BUCKETS[host] = bucket
+    return bucket
+
+
+class _KeyOf:
+    """``key of URL ...`` for messages, formatted only when one is raised (entries are many)."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __str__(self) -> str:
+        return f"key of URL {short_repr(self.url)}"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _checked(url: str, bucket: str, path: str) -> tuple[str, str]:
+    key = unquote(path.lstrip("/")) if "%" in path else path.lstrip("/")
     if not bucket or not _BUCKET_RE.match(bucket) or ".." in bucket:
         raise UnsafePathError(f"URL {short_repr(url)} names no valid bucket", url=url)
     try:
-        check_relative_path(key, what=f"key of URL {short_repr(url)}")
+        check_relative_path(key, what=_KeyOf(url))  # type: ignore[arg-type]
     except UnsafePathError as exc:
         raise exc.with_context(url=url, key=key)
     return bucket, key

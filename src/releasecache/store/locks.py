@@ -43,6 +43,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -121,30 +122,51 @@ class Mount:
 
 
 def _unescape(field: str) -> str:
-    return field.encode().decode("unicode_escape") if "\\" in field else field
+    """Undo mountinfo's octal escapes (a space is ``\\040``)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def mount_of(path: str | os.PathLike[str]) -> Mount | None:
-    """The mount holding ``path`` (the longest mount point that contains it), or None off Linux."""
-    real = os.path.realpath(path)
-    best: Mount | None = None
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
+def parse_mountinfo(text: str) -> list[Mount]:
+    """The mounts listed in ``/proc/self/mountinfo`` text, in order (later ones mount over earlier ones)."""
+    mounts: list[Mount] = []
+    for line in text.splitlines():
         left, _, right = line.partition(" - ")
         fields, rest = left.split(), right.split()
         if len(fields) < 6 or len(rest) < 2:
             continue
-        point = _unescape(fields[4])
+        options = tuple(fields[5].split(",")) + tuple(rest[2].split(",") if len(rest) > 2 else ())
+        mounts.append(Mount(point=_unescape(fields[4]), fstype=rest[0], source=_unescape(rest[1]), options=options))
+    return mounts
+
+
+def mount_of(path: str | os.PathLike[str], mounts: list[Mount] | None = None) -> Mount | None:
+    """The mount holding ``path`` (the longest, latest mount point that contains it), or None off Linux."""
+    real = os.path.realpath(path)
+    if mounts is None:
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+                mounts = parse_mountinfo(fh.read())
+        except OSError:
+            return None
+    best: Mount | None = None
+    for mount in mounts:
+        point = mount.point
         if not (real == point or real.startswith(point.rstrip("/") + "/")):
             continue
         if best is None or len(point) >= len(best.point):
-            options = tuple(fields[5].split(",")) + tuple(rest[2].split(",") if len(rest) > 2 else ())
-            best = Mount(point=point, fstype=rest[0], source=_unescape(rest[1]), options=options)
+            best = mount
     return best
+
+
+def host_local_reason(mount: Mount) -> str | None:
+    """Why this mount's locks only exclude processes on one host (by its type and options), or None."""
+    local_only = [o for o in _HOST_LOCAL_OPTIONS.get(mount.fstype, ()) if o in mount.options]
+    if local_only:
+        return f"it is mounted with {', '.join(local_only)}, so its locks only exclude processes on the same host"
+    base = mount.fstype.split(".", 1)
+    if base[0] == "fuse" and len(base) == 2 and base[1] in _HOST_LOCAL_FUSE:
+        return "a FUSE network filesystem: its locks only exclude processes on the same host"
+    return None
 
 
 @dataclass(frozen=True)
@@ -179,15 +201,9 @@ def probe_locks(directory: str | os.PathLike[str]) -> LockProbe:
     folder = Path(directory)
     mount = mount_of(folder)
     name = mount.describe() if mount else f"the filesystem of {folder}"
-    if mount is not None:
-        base = mount.fstype.split(".", 1)
-        local_only = [o for o in _HOST_LOCAL_OPTIONS.get(mount.fstype, ()) if o in mount.options]
-        if local_only:
-            return LockProbe(False, name, f"it is mounted with {', '.join(local_only)}, so its locks "
-                                          "only exclude processes on the same host")
-        if base[0] == "fuse" and len(base) == 2 and base[1] in _HOST_LOCAL_FUSE:
-            return LockProbe(False, name, "a FUSE network filesystem: its locks only exclude processes "
-                                          "on the same host")
+    reason = host_local_reason(mount) if mount is not None else None
+    if reason is not None:
+        return LockProbe(False, name, reason)
     probe = folder / f".probe-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     try:
@@ -559,4 +575,5 @@ class BlobLock:
 
 
 __all__ = ["BlobLock", "LockOwner", "LockProbe", "Mount", "LOCK_KINDS", "LOCK_CHOICES", "DEFAULT_LEASE",
-           "choose_lock_kind", "mount_of", "probe_locks", "read_owner", "resolve_lock_kind"]
+           "choose_lock_kind", "host_local_reason", "mount_of", "parse_mountinfo", "probe_locks", "read_owner",
+           "resolve_lock_kind"]
