@@ -170,6 +170,9 @@ class Transfer:
         while not self.limiter.acquire(timeout=0.2):
             if cancel is not None and cancel.is_set():
                 raise stop_error(cancel)
+        if cancel is not None and cancel.is_set():  # a slot freed by a cut part: no new request now
+            self.limiter.release()
+            raise stop_error(cancel)
 
     def _get(self, remote: Remote, entry: FileEntry, start: int, end: int | None,
              cancel: threading.Event | None) -> RangeResponse:
