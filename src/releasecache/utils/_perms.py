@@ -11,9 +11,10 @@ _guard = threading.Lock()
 def current_umask() -> int:
     """The process's umask, read from ``/proc`` where possible (setting it to read it races with threads)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
+        # bytes: no codec module to import, which fails once a process has dropped to a user without access
+        with open("/proc/self/status", "rb") as fh:
             for line in fh:
-                if line.startswith("Umask:"):
+                if line.startswith(b"Umask:"):
                     return int(line.split()[1], 8)
     except (OSError, ValueError):
         pass
