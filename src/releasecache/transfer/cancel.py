@@ -107,7 +107,12 @@ class CancelToken:
     # -- the Event interface ----------------------------------------------------
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        token: CancelToken | None = self
+        while token is not None:  # a parent's cancel counts at once, before it reaches this child
+            if token._event.is_set():
+                return True
+            token = token.parent
+        return False
 
     def wait(self, timeout: float | None = None) -> bool:
         return self._event.wait(timeout)
@@ -118,26 +123,31 @@ class CancelToken:
         """Stop: wake every waiter, cut every watched response, cancel every child.
 
         ``reason`` is what the stopped operations raise (None: :class:`Cancelled`).
-        The first cancel wins.
+        The first cancel wins. Every token of the tree is marked before any socket
+        is cut, so a slot freed by a cut part is never taken for a new request.
         """
-        with self._lock:
-            if self._event.is_set():
-                return
-            self.reason = reason
-            self._event.set()
-            responses, children = list(self._open.values()), list(self._children)
+        tree, responses = [self], []
+        for token in tree:  # grows while it is walked: breadth first over the children
+            with token._lock:
+                if token._event.is_set():
+                    continue
+                token.reason = reason
+                token._event.set()
+                responses.extend(token._open.values())
+                tree.extend(token._children)
         for response in responses:
             response.abort()
-        for child in children:
-            child.cancel(reason)
 
     def stopped(self) -> BaseException:
         """The exception a stopped operation raises (a fresh copy of the reason, or Cancelled)."""
-        return stop_error(self)
+        token: CancelToken | None = self
+        while token is not None and not token._event.is_set():
+            token = token.parent  # cancelled through a parent that has not reached this child yet
+        return stop_error(token if token is not None else self)
 
     def check(self) -> None:
         """Raise :meth:`stopped` if cancelled."""
-        if self._event.is_set():
+        if self.is_set():
             raise self.stopped()
 
     # -- children and responses -------------------------------------------------
@@ -162,7 +172,7 @@ class CancelToken:
     def watch(self, response: _Abortable) -> None:
         """Cut ``response`` when this token is cancelled (at once if it already is)."""
         with self._lock:
-            if not self._event.is_set():
+            if not self.is_set():
                 self._open[id(response)] = response
                 return
         response.abort()
