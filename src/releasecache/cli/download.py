@@ -12,7 +12,8 @@ import click
 from .. import errors as E
 from ..cache import CloudCache
 from ..cache.prefetch import plan, prefetch, shard as take_shard
-from ..cache.record import check_lock, fill_from_lock, note_used, read_lock
+from ..cache.record import note_used
+from ..cache.reproduce import check_lock, fill_from_lock, read_lock
 from ..manifest import FileEntry
 from .app import (EXIT_FILES_FAILED, Settings, cli, emit_json, human, json_mode, json_option, load_manifest,
                   report_interrupted, say)
