@@ -36,14 +36,15 @@ def open_cache(settings: dict[str, Any]) -> Any:
     return cache
 
 
-def _check(path: Any, file_hash: str) -> str | None:
+def wrong_bytes(path: Any, file_hash: str) -> str | None:
+    """Why the file at ``path`` is not the blob ``file_hash`` (unreadable, or other bytes), or None."""
     from releasecache.utils import hash_file
 
     try:
         digest = hash_file(os.path.realpath(path))
     except OSError as exc:
-        return f"{path}: {exc}"
-    return None if digest == file_hash else f"{path}: blake2b {digest[:16]}… != {file_hash[:16]}…"
+        return f"{path}: returned but unreadable: {exc}"
+    return None if digest == file_hash else f"{path}: blake2b {digest[:16]}… is not {file_hash[:16]}…"
 
 
 def fetch_and_verify(settings: dict[str, Any], barrier: Any = None) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def fetch_and_verify(settings: dict[str, Any], barrier: Any = None) -> dict[str,
             except Exception as exc:  # report every failure, keep going
                 result["errors"].append(f"{entry.relative_path}: {type(exc).__name__}: {exc}")
                 continue
-            problem = _check(path, entry.file_hash)
+            problem = wrong_bytes(path, entry.file_hash)
             if problem:
                 result["errors"].append(problem)
             result["files"] += 1

@@ -564,16 +564,7 @@ class CloudCache:
         return eviction.evict(self, max_size, incoming=incoming, dry_run=dry_run, in_flight=in_flight)
 
     def _make_room(self, entry: FileEntry) -> int:
-        """Evict what the budget requires before ``entry`` is downloaded; return the bytes reserved for it.
-
-        Downloads in flight in this process count as incoming, so concurrent
-        downloads (``prefetch``) do not overshoot the budget together.
-
-        Raises
-        ------
-        StorageError
-            If the file cannot fit without evicting pinned, locked or in-use blobs.
-        """
+        """Evict what the budget requires before ``entry`` downloads; see :func:`.eviction.make_room`."""
         return eviction.make_room(self, entry)
 
     def check_release(self, *, server: bool = True) -> list[str]:
