@@ -4,6 +4,14 @@
 orders manifests, remembers the last one used, warns when it is outdated, maps
 file ids and metadata names to manifest entries, and asks the transfer layer for
 any file that is not yet in the store.
+
+It is a thin facade: each method hands the work to a small module of this
+package (:mod:`.loading` and :mod:`.catalogue` for manifests, :mod:`.fetch` for
+``ensure``, :mod:`.attributes` for local paths, :mod:`.prefetch`, :mod:`.record`,
+:mod:`.eviction` and :mod:`.budget`, :mod:`.maintenance` for verify and gc,
+:mod:`.du`, :mod:`.adopt`). Why this module is longer than the others: it is the
+public API of some fifty methods, and their numpydoc docstrings, the API
+reference, are most of its lines.
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_MAX_SIZE, ENV_USAGE_LOG, env
 from ..errors import (
     InvalidArgumentError,
-    MissingLocalManifestWarning,
     NoManifestLoadedError,
     OfflineError,
 )
@@ -31,7 +38,6 @@ from ..manifest import (
 from ..remote import Remote, make_remote
 from ..store import Store
 from ..transfer import Transfer, TransferConfig
-from ..utils import warn_user
 from . import budget, catalogue, du, eviction, loading, maintenance, prefetch, record, verify
 from .attributes import CacheFileAttributes, file_attributes, local_path
 from .fetch import ensure_entry
@@ -135,7 +141,7 @@ class CloudCache:
         self.usage = UsageRecorder()
         self.usage_log = os.fspath(usage_log) if usage_log else os.environ.get(ENV_USAGE_LOG) or None
         self.ui_name = ui_name or type(self).__name__
-        self._warn_of_allensdk_files()
+        catalogue.warn_of_allensdk_files(self.store, self.ui_name)
 
     # -- constructors -----------------------------------------------------------
 
@@ -196,15 +202,6 @@ class CloudCache:
     def project_name(self) -> str:
         """The project name (AllenSDK's name for :attr:`project`)."""
         return self.project
-
-    def _warn_of_allensdk_files(self) -> None:
-        """Warn once per directory that files an AllenSDK cache left here are not in the store yet."""
-        root = self.store.root
-        if not any((root / name).is_file() for name in ("_downloaded_data.json", "_manifest_last_used.txt")):
-            return
-        if self.store.read_state().get("allensdk_files_indexed"):
-            return
-        warn_user(catalogue.missing_local_manifest_message(self.ui_name, str(root)), MissingLocalManifestWarning)
 
     # -- manifests ----------------------------------------------------------------
 
