@@ -45,6 +45,8 @@ from .usage import UsageRecorder
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from ..transfer import CancelToken, FetchOutcome
     from .du import DiskUsage
     from .gc import GCReport
     from .prefetch import PrefetchPlan, PrefetchReport
@@ -405,10 +407,14 @@ class CloudCache:
 
     # -- downloads ---------------------------------------------------------------
 
-    def ensure(self, entry: FileEntry, *, progress: Callable[[int], None] | None = None) -> Path:
+    def ensure(self, entry: FileEntry, *, progress: Callable[[int], None] | None = None,
+               token: "CancelToken | None" = None, outcome: "FetchOutcome | None" = None) -> Path:
         """Make ``entry`` present and verified, link its view path, and return that path.
 
         The file is noted for :meth:`used_files` (and the usage log, if any).
+        ``token`` stops the download with the rest of a run (Ctrl-C, a dead
+        server); ``outcome`` is filled in with what crossed the wire (see
+        :class:`~releasecache.transfer.engine.FetchOutcome`).
         """
         manifest = self.manifest
         if self.integrity != "never":
@@ -419,7 +425,7 @@ class CloudCache:
             reserved = self._make_room(entry)
         try:
             path = ensure_entry(self.store, self.transfer, self.remote, manifest, entry, progress=progress,
-                                show_bar=self.progress)
+                                show_bar=self.progress, token=token, outcome=outcome)
         finally:
             if reserved:
                 budget.release(self.store, entry.file_hash)
@@ -478,7 +484,7 @@ class CloudCache:
     # -- bulk ------------------------------------------------------------------
 
     def plan_prefetch(self, file_ids: Iterable[int | str] | None = None, *, metadata: bool = True,
-                      stat_remote: bool = False) -> "PrefetchPlan":
+                      stat_remote: bool | None = None) -> "PrefetchPlan":
         """What :meth:`prefetch` would do: bytes to fetch, present, reusable from other versions."""
         return prefetch.plan(self, self._bulk_entries(file_ids, metadata), stat_remote=stat_remote)
 
@@ -499,7 +505,7 @@ class CloudCache:
         executor: Any = None,
         max_files: int = 16,
         progress: bool | None = None,
-        stat_remote: bool = False,
+        stat_remote: bool | None = None,
         shard: tuple[int, int] | None = None,
     ) -> "PrefetchReport":
         """Download many files of the current manifest at once.
@@ -519,7 +525,10 @@ class CloudCache:
         progress
             One aggregated progress bar (defaults to the cache's setting).
         stat_remote
-            Ask the remote for sizes first, so the plan and the bar show bytes.
+            Ask the remote (HEAD) for sizes that neither the manifest nor the cache
+            knows, so the plan and the bar show bytes, a percentage and an ETA.
+            None (the default) or True: ask; False: do not (the bar's total then
+            grows as files start). Sizes learned are remembered in the cache.
         shard
             ``(k, n)``: fetch only the k-th of n deterministic shards (job arrays).
 
