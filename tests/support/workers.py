@@ -16,10 +16,25 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 import time
 import traceback
 import warnings
 from typing import Any
+
+
+def download_one_script(*, progress: bool) -> str:
+    """A ``python -c`` script: ``<cache_dir> <bucket> <project> <endpoint_url> <manifest>``, then
+    download data file 1 in 64 KiB parts, four in flight (a process a test may kill mid-file)."""
+    return textwrap.dedent(f"""
+        import sys, warnings
+        from releasecache import CloudCache, TransferConfig
+        cache = CloudCache.from_s3(sys.argv[1], sys.argv[2], sys.argv[3], endpoint_url=sys.argv[4], progress={progress},
+                                   transfer_config=TransferConfig(part_size=65536, max_parts_in_flight=4, window=6))
+        warnings.simplefilter("ignore")
+        cache.load_manifest(sys.argv[5])
+        cache.download_data(1)
+    """)
 
 
 def open_cache(settings: dict[str, Any]) -> Any:
