@@ -108,7 +108,9 @@ def test_streamed_from_s3_at_both_pinned_versions(vbn_bucket):
     old = v1.by_relative_path()[E1]
     new = v2.by_relative_path()[E1]
     assert old.key == new.key and old.version_id != new.version_id
-    with RemoteFile(remote, old.location) as fa, RemoteFile(remote, new.location) as fb:
+    # small blocks: on a 1.2 MB fixture file the default 256 KiB blocks would cover it whole
+    small = dict(block_size=16 * 1024, max_readahead=64 * 1024)
+    with RemoteFile(remote, old.location, **small) as fa, RemoteFile(remote, new.location, **small) as fb:
         d = diff_nwb(fa, fb, paths=["units"])
     assert d.paths == ["units/amplitude", "units/spike_amplitudes", "units/waveform_mean"]
     assert d.bytes_read_old < d.size_old and d.bytes_read_new < d.size_new

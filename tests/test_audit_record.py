@@ -9,7 +9,7 @@ import pytest
 
 from releasecache.errors import IntegrityError, ManifestParseError, OutdatedManifestWarning
 from releasecache.manifest import parse_s3_url
-from releasecache.cache.record import check_lock, fill_from_lock, read_lock
+from releasecache.cache.reproduce import check_lock, fill_from_lock, read_lock
 
 
 def _files(root):

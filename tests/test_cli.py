@@ -104,7 +104,8 @@ def test_download_plan_then_fetch(base, toy_bucket, proxy, tmp_path):
     entries = plan["plan"]["entries"]
     assert len(entries) == ALL_TOY_FILES_V1 and {e["state"] for e in entries} == {"fetch"}
     assert plan["plan"]["bytes_to_fetch"] == sum(e["size"] for e in entries) > 300_000
-    assert object_gets(proxy) and not list((tmp_path / "cache").glob("blobs/*/*/*"))  # sizes asked, nothing fetched
+    # sizes asked with a listing, not a request per object; nothing fetched
+    assert not object_gets(proxy) and not list((tmp_path / "cache").glob("blobs/*/*/*"))
     text, _ = invoke([*args, "download", "--version", "0.1.0", "--dry-run"])
     assert "293.0 KiB  sessions/100/probe_A.dat" in text.stdout
     proxy.clear()
@@ -153,7 +154,7 @@ def test_exit_codes_and_json_errors(base, toy_bucket, tmp_path, proxy):
     invoke(["manifests"], code=2)  # no cache directory
     # network: nothing listens on the endpoint
     _, data = invoke([*base(endpoint_url="http://127.0.0.1:9"), "manifests", "--json"], code=4)
-    assert data["error"]["type"].endswith("RemoteError")
+    assert data["error"]["type"] == "EndpointUnreachableError" and "--offline" in data["error"]["message"]
     # storage: the cache directory cannot be created
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -67,8 +67,9 @@ def test_two_workers_asking_for_one_file_download_it_once(client, toy_bucket, pr
     entry = cache.data_entry(1)  # the 300 kB file
     workers = sorted(client.scheduler_info()["workers"])
     futures = [client.submit(_fetch_one, cache, entry, pure=False, workers=[w]) for w in workers]
-    sizes = client.gather(futures)
-    assert sorted(sizes) in ([0, 300_000], [300_000, 300_000])  # the loser waited for the winner's lock
+    outcomes = client.gather(futures)
+    assert sorted(o.received for o in outcomes) == [0, 300_000]  # only the winner's bytes crossed the wire
+    assert sum(o.waited or o.present for o in outcomes) == 1  # the loser waited for the winner's lock
     assert sum(n for key, n in object_gets(proxy).items() if key.endswith("probe_A.dat")) == 1
     assert cache.is_cached(entry)
 

@@ -167,6 +167,10 @@ def _check(outcome: object, allowed: tuple, case: str, path: str) -> None:
     # The error says which object it is about: as attributes, not only in the message.
     context = outcome.context
     assert context.get("path") or context.get("key") or context.get("url"), (case, path, repr(outcome), context)
+    if isinstance(outcome, IntegrityError):  # what the manifest or the request said, and (mostly) what came
+        assert outcome.expected is not None, (case, path, repr(outcome), context)
+    if isinstance(outcome, (RemoteAccessError, RemoteNotFoundError)):  # the server's own words
+        assert outcome.status in (403, 404) and outcome.code in ("AccessDenied", "NoSuchVersion"), context
 
 
 def _cache_is_clean(cache: CloudCache) -> None:

@@ -35,6 +35,13 @@ DEFAULT_LOCK_KIND = "auto"
 DEFAULT_GC_WINDOW_DAYS = 30.0
 #: What a cache checks when it hands out a file it already has: never, fast, full.
 DEFAULT_INTEGRITY = "never"
+#: Seconds to open a connection to the remote.
+DEFAULT_CONNECT_TIMEOUT = 5.0
+#: Seconds a connection may send nothing (no answer yet, or a stalled body) before it is abandoned.
+DEFAULT_READ_TIMEOUT = 10.0
+#: Seconds without any answer from the remote (refused, DNS failure, timeouts) after which a
+#: download run stops with one error instead of retrying every file.
+DEFAULT_UNREACHABLE_AFTER = 10.0
 #: Seconds between two writes of one manifest's usage stamp (the size budget's LRU clock).
 DEFAULT_USAGE_INTERVAL = 3600.0
 

@@ -225,29 +225,27 @@ class DownloadError(ReleaseCacheError, RuntimeError):
     """
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) stopped a download; what was done is kept and resumes on the next run.
+def interrupted(partial_kept: int, report: object = None) -> KeyboardInterrupt:
+    """The exception raised when Ctrl-C (SIGINT) stops a download.
 
-    It is a :class:`KeyboardInterrupt`, so code that stops on Ctrl-C still stops; it is
-    not a :class:`ReleaseCacheError`, because nothing went wrong.
+    What arrived is kept and resumes on the next run. It is a plain
+    :class:`KeyboardInterrupt` (not a subclass, and not a
+    :class:`ReleaseCacheError`: nothing went wrong), so a script still stops the
+    way Ctrl-C should, and Python still exits by SIGINT (status 130 in a shell,
+    which stops loops and job runners). Its message is the one line a user
+    reads; these attributes say the same to code:
 
-    Attributes
-    ----------
-    partial_kept : int
+    ``partial_kept`` (int)
         Files whose downloaded parts were kept in ``.partial/`` for resuming.
-    report : object or None
+    ``report`` (object or None)
         The :class:`~releasecache.cache.prefetch.PrefetchReport` of what a bulk
         download finished before it stopped (None for a single file).
     """
-
-    def __init__(self, partial_kept: int, report: object = None) -> None:
-        noun = "download" if partial_kept == 1 else "downloads"
-        super().__init__(f"stopped; {partial_kept} partial {noun} kept — run again to resume")
-        self.partial_kept = partial_kept
-        self.report = report
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+    noun = "download" if partial_kept == 1 else "downloads"
+    exc = KeyboardInterrupt(f"stopped; {partial_kept} partial {noun} kept — run again to resume")
+    exc.partial_kept = partial_kept  # type: ignore[attr-defined]
+    exc.report = report  # type: ignore[attr-defined]
+    return exc
 
 
 class LockTimeoutError(ReleaseCacheError, TimeoutError):
@@ -366,4 +364,4 @@ class SessionClosedError(ReleaseCacheError, ValueError):
     """A session was used after ``close()`` (or after its ``with`` block)."""
 
 
-__all__ = [name for name in dir() if name[0].isupper()]
+__all__ = [name for name in dir() if name[0].isupper()] + ["interrupted"]

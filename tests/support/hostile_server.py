@@ -88,16 +88,20 @@ class HostileServer:
         Bytes after which an endless body stops (a safety net, not a feature).
     drip_interval
         Seconds between the bytes of a drip.
+    lifetime
+        Seconds after which the server stops by itself, should a test never stop it.
 
     Use as a context manager, or call :meth:`start` / :meth:`stop`.
     """
 
     def __init__(self, bucket: str = "hostile", *, host: str = "127.0.0.1", endless_limit: int = 1 << 30,
-                 drip_interval: float = 1.0) -> None:
+                 drip_interval: float = 1.0, lifetime: float = 1800.0) -> None:
         self.bucket = bucket
         self.host = host
         self.endless_limit = endless_limit
         self.drip_interval = drip_interval
+        self.lifetime = lifetime
+        self._timer: threading.Timer | None = None
         self.case = "ok"
         self.hit_manifests = False
         #: Where redirects point: ``http://host:port`` of another server with the same objects.
@@ -156,10 +160,16 @@ class HostileServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         daemon=True, name=f"hostile-{self.host}")
         self._thread.start()
+        self._timer = threading.Timer(self.lifetime, self.stop)
+        self._timer.daemon = True
+        self._timer.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()  # ends every drip and endless body
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.cancel()
+        self._timer = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -75,11 +75,20 @@ CAROL = User("carol", 23103, OTHER_GID)
 
 
 def can_switch_users() -> str | None:
-    """None if this process can run commands as other uids, else why not."""
+    """None if this process can run commands as other uids, else why not.
+
+    Also makes the checkout (its source, tests and virtual environment) reachable
+    by the other uids: a clone below a 0700 directory (``/root/...``) gets the
+    search bit, and only that, on each parent directory.
+    """
     if os.geteuid() != 0:
         return "switching uids needs root"
     if shutil.which("setpriv") is None:
         return "setpriv (util-linux) is missing"
+    for parent in [REPO_ROOT, *REPO_ROOT.parents]:
+        mode = parent.stat().st_mode
+        if not mode & 0o001:
+            parent.chmod((mode & 0o7777) | 0o001)
     return None
 
 

@@ -172,9 +172,8 @@ class ReleaseCacheGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except KeyboardInterrupt:
-            say("releasecache: interrupted")
-            ctx.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as exc:
+            report_interrupted(ctx, exc)
         except E.ReleaseCacheError as exc:
             self._fail(ctx, exc, exit_code_for(exc))
         except Exception as exc:  # a bug: show everything
@@ -189,6 +188,20 @@ class ReleaseCacheGroup(click.Group):
             emit_json({"error": {"type": type(exc).__name__, "message": message, "exit_code": code}})
         say(f"releasecache: error: {message}")
         ctx.exit(code)
+
+
+def report_interrupted(ctx: click.Context, exc: KeyboardInterrupt, **document: Any) -> NoReturn:
+    """Ctrl-C: one line saying what was kept; with --json still one document (with ``document``); exit 130."""
+    message = str(exc) if hasattr(exc, "partial_kept") else "stopped"
+    settings = ctx.find_object(Settings)
+    if settings is not None and settings.json:
+        report = getattr(exc, "report", None)
+        emit_json({**document, "interrupted": True,
+                   "partial_downloads_kept": getattr(exc, "partial_kept", 0),
+                   "report": report.to_dict() if report is not None else None,
+                   "error": {"type": "Interrupted", "message": message, "exit_code": EXIT_INTERRUPTED}})
+    say(f"releasecache: {message}")
+    ctx.exit(EXIT_INTERRUPTED)
 
 
 def show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,

@@ -12,9 +12,11 @@ import click
 from .. import errors as E
 from ..cache import CloudCache
 from ..cache.prefetch import plan, prefetch, shard as take_shard
-from ..cache.record import check_lock, fill_from_lock, note_used, read_lock
+from ..cache.record import note_used
+from ..cache.reproduce import check_lock, fill_from_lock, read_lock
 from ..manifest import FileEntry
-from .app import EXIT_FILES_FAILED, Settings, cli, emit_json, human, json_mode, json_option, load_manifest, say
+from .app import (EXIT_FILES_FAILED, Settings, cli, emit_json, human, json_mode, json_option, load_manifest,
+                  report_interrupted, say)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -80,7 +82,8 @@ def select_entries(cache: "CloudCache", *, metadata_only: bool, metadata: bool, 
                    "coordination (e.g. --shard $SLURM_ARRAY_TASK_ID/16).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (files, sizes, what is cached) and fetch nothing.")
 @click.option("--stat/--no-stat", "stat_remote", default=None,
-              help="Ask the remote for sizes the manifest lacks (default: on with --dry-run).")
+              help="Ask the remote for sizes that neither the manifest nor the cache knows, so the plan and "
+                   "the progress bar show bytes, a percentage and an ETA (default: on; sizes are remembered).")
 @click.option("-j", "--jobs", default=16, show_default=True, type=click.IntRange(1, 256),
               help="Files downloaded at once (each file also uses parallel ranged requests).")
 @click.option("--record", "from_record", type=click.Path(dir_okay=False, path_type=Path), metavar="RECORD",
@@ -118,7 +121,7 @@ def download(ctx: click.Context, version: str | None, metadata_only: bool, metad
     head = {"manifest": manifest.name, "version": manifest.version,
             "shard": None if shard_kn is None else f"{shard_kn[0]}/{shard_kn[1]}", "files": len(entries)}
     if dry_run:
-        the_plan = plan(cache, entries, stat_remote=True if stat_remote is None else stat_remote)
+        the_plan = plan(cache, entries, stat_remote=stat_remote)
         state = {**{e.relative_path: "fetch" for e in the_plan.to_fetch},
                  **{e.relative_path: "present" for e in the_plan.present},
                  **{e.relative_path: "reusable" for e in the_plan.reusable}}
@@ -139,15 +142,18 @@ def download(ctx: click.Context, version: str | None, metadata_only: bool, metad
             raise E.OfflineError(f"{len(missing)} of the selected files are not in the cache {cache.cache_dir} "
                                  f"and --offline forbids downloading them: {sample}")
     elif cache.store.read_only:
-        missing = plan(cache, entries).to_fetch
+        missing = plan(cache, entries, stat_remote=False).to_fetch
         if missing:
             sample = ", ".join(e.relative_path for e in missing[:5]) + (" …" if len(missing) > 5 else "")
             raise E.ReadOnlyCacheError(
                 errno.EROFS, f"{len(missing)} of the selected files are not in the cache {cache.cache_dir}, which is "
                 f"read-only for you (another user's cache?), so they cannot be downloaded: {sample}; use it as a "
                 "--layer of a cache of your own instead")
-    report = prefetch(cache, entries, max_files=jobs, progress=settings.show_progress,
-                      stat_remote=bool(stat_remote))
+    try:
+        report = prefetch(cache, entries, max_files=jobs, progress=settings.show_progress,
+                          stat_remote=stat_remote)
+    except KeyboardInterrupt as stop:
+        report_interrupted(ctx, stop, **head, dry_run=False)
     lock = None
     if record_path is not None:
         for entry in entries:

@@ -13,13 +13,12 @@ import tempfile
 from ..cache.record import (
     USAGE_LOG_ENV,
     build_lock,
-    check_lock,
     entry_record,
     lock_from_log,
     manifest_blake2b,
-    read_lock,
     write_lock,
 )
+from ..cache.reproduce import check_lock, read_lock
 from .app import (
     EXIT_FILES_FAILED,
     EXIT_INTEGRITY,

@@ -14,6 +14,7 @@ bytes or never ends its body is cut off, whichever way the body is read.
 from __future__ import annotations
 
 import http.client
+import socket
 from typing import Any, Callable, Iterator
 
 from ..errors import TransientRemoteError
@@ -105,3 +106,22 @@ class DirectBody:
                 self.raw.release_conn()
         except Exception:  # a broken connection must not mask the real error
             pass
+
+
+def abort_connection(body: Any) -> None:
+    """Shut down the socket under a streaming body, from any thread (Ctrl-C, a dead server).
+
+    ``body`` is a :class:`DirectBody`, a requests response, a botocore
+    ``StreamingBody`` or a urllib3 response. A read blocked on the socket
+    returns at once; the connection is not reused. Bodies without a socket
+    (local files) are left alone.
+    """
+    for holder in (body, getattr(body, "raw", None), getattr(body, "_raw_stream", None)):
+        connection = getattr(holder, "connection", None) if holder is not None else None
+        sock = getattr(connection, "sock", None)
+        if isinstance(sock, socket.socket):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # already closed
+                pass
+            return

@@ -8,6 +8,7 @@ from typing import Callable, Iterator
 
 from ..errors import RangeNotSatisfiable, RemoteError  # noqa: F401 - RangeNotSatisfiable: re-exported
 from ..manifest import S3Location
+from ._direct import abort_connection
 
 
 @dataclass
@@ -61,6 +62,10 @@ class RangeResponse:
         self._pending = self._pending[n:]
         return n
 
+    def abort(self) -> None:
+        """Cut the connection now, from any thread: a read blocked on it returns at once."""
+        abort_connection(self._closer)
+
     def close(self) -> None:
         """Release the connection back to the pool."""
         close = getattr(self._closer, "close", None)
@@ -107,6 +112,14 @@ class Remote(ABC):
             if response.total_size is None:
                 raise RemoteError(f"{self.describe()} did not report the size of {location.key}")
             return response.total_size
+
+    def list_sizes(self, locations: "list[S3Location]") -> "dict[S3Location, int] | None":
+        """Sizes of many pinned objects from a listing, without a request per object.
+
+        Returns None if this remote cannot list (then ask :meth:`stat` for each);
+        objects the listing does not show are left out.
+        """
+        return None
 
     def describe(self) -> str:
         """A short human description, for messages."""

@@ -12,7 +12,15 @@ import xml.etree.ElementTree as ET
 from typing import Any, Iterator
 from urllib.parse import quote, urlsplit
 
-from ..errors import RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
+from ..config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT
+from ..errors import (
+    OFFLINE_HINT,
+    EndpointUnreachableError,
+    RemoteAccessError,
+    RemoteError,
+    RemoteNotFoundError,
+    TransientRemoteError,
+)
 from .. import manifest as _manifest
 from ..manifest import S3Location
 from ._deadline import DEFAULT_REQUEST_TIMEOUT, body_deadline
@@ -26,6 +34,22 @@ MAX_LISTING_PAGE = 16 * 1024 * 1024  # a page of 1,000 keys is about 300 kB
 MAX_REDIRECTS = 5
 _XML_FIELD = re.compile(rb"<(Code|Message)>([^<]{0,300})</\1>")
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+def _no_answer(exc: BaseException) -> bool:
+    """True if the server gave no answer at all: refused, DNS failure, connect timeout, or
+    silence until the read timeout (the request is streamed, so that is before the headers).
+
+    A connection broken by a malformed answer is an answer, retried as usual.
+    """
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    if isinstance(exc, (requests.ConnectTimeout, requests.ReadTimeout)):
+        return True
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        return isinstance(getattr(exc.args[0], "reason", None), (NewConnectionError, ConnectTimeoutError))
+    return False
 
 
 class HttpRemote(Remote):
@@ -64,8 +88,8 @@ class HttpRemote(Remote):
         send_version_id: bool = True,
         manifest_names: list[str] | None = None,
         pool_size: int = 32,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         headers: dict[str, str] | None = None,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
@@ -124,7 +148,10 @@ class HttpRemote(Remote):
         except requests.TooManyRedirects as exc:
             raise RemoteError(f"{what}: more than {MAX_REDIRECTS} redirects ({exc})").with_context(**context) from None
         except requests.RequestException as exc:
-            raise TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}").with_context(**context) from None
+            if not _no_answer(exc):
+                raise TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}").with_context(**context) from None
+            raise EndpointUnreachableError(f"{what}: no answer from the server ({type(exc).__name__}: {exc}); "
+                                           f"{OFFLINE_HINT}").with_context(**context) from None
         status = response.status_code
         if status in (200, 206):
             return response

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Iterator
 
-from ..config import DEFAULT_REGION
-from ..errors import ReleaseCacheError, RemoteAccessError, RemoteError, RemoteNotFoundError, TransientRemoteError
+from ..config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_REGION
+from ..errors import (
+    OFFLINE_HINT,
+    EndpointUnreachableError,
+    ReleaseCacheError,
+    RemoteAccessError,
+    RemoteError,
+    RemoteNotFoundError,
+    TransientRemoteError,
+)
 from .. import manifest as _manifest
 from ..manifest import S3Location
 from ._retry_codes import (
@@ -50,9 +59,28 @@ def _translate(exc: BaseException, what: str, **context: Any) -> RemoteError:
             return RemoteError(f"{msg}: the server redirects to {where}; redirects are not followed for S3 "
                                "requests, so point endpoint_url at the right endpoint").with_context(**context)
         return RemoteError(msg).with_context(**context)
-    # Everything else from the transport (connection refused/reset, timeouts,
-    # truncated bodies, unparsable answers) is worth another try.
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):  # refused, DNS failure, connect timeout
+        return _unreachable(exc, what, **context)
+    # Everything else from the transport (connection reset, timeouts, truncated
+    # bodies, unparsable answers) is worth another try.
     return TransientRemoteError(f"{what}: {type(exc).__name__}: {exc}").with_context(**context)
+
+
+def _unreachable(exc: BaseException, what: str, **context: Any) -> EndpointUnreachableError:
+    return EndpointUnreachableError(f"{what}: no answer from the server ({type(exc).__name__}: {exc}); "
+                                    f"{OFFLINE_HINT}").with_context(**context)
+
+
+def _translate_request(exc: BaseException, what: str, **context: Any) -> RemoteError:
+    """Like :func:`_translate`, for a request still waiting for its answer: a read
+    timeout there means the server accepted the connection and never answered."""
+    from botocore.exceptions import ReadTimeoutError
+
+    if isinstance(exc, ReadTimeoutError):
+        return _unreachable(exc, what, **context)
+    return _translate(exc, what, **context)
 
 
 class S3Remote(Remote):
@@ -95,8 +123,8 @@ class S3Remote(Remote):
         aws_session_token: str | None = None,
         profile_name: str | None = None,
         max_pool_connections: int = 32,
-        connect_timeout: float = 10.0,
-        read_timeout: float = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
     ) -> None:
         self.bucket = bucket
@@ -184,7 +212,7 @@ class S3Remote(Remote):
                     if name and "/" not in name and name.endswith(".json"):
                         names.append(name)
         except Exception as exc:
-            raise _translate(exc, f"listing s3://{bucket}/{prefix}") from None
+            raise _translate_request(exc, f"listing s3://{bucket}/{prefix}") from None
         return names
 
     def get_manifest(self, project: str, name: str) -> bytes:
@@ -211,7 +239,7 @@ class S3Remote(Remote):
         except ReleaseCacheError:
             raise
         except Exception as exc:
-            raise _translate(exc, what, key=key) from None
+            raise _translate_request(exc, what, key=key) from None
 
     # -- data -----------------------------------------------------------------
 
@@ -228,7 +256,7 @@ class S3Remote(Remote):
         try:
             response = self.client.get_object(**kwargs)
         except Exception as exc:
-            raise _translate(exc, f"GET {what}", **context) from None
+            raise _translate_request(exc, f"GET {what}", **context) from None
         body = response["Body"]
         content_range = parse_content_range(response.get("ContentRange"))
         length = response.get("ContentLength")
@@ -251,6 +279,33 @@ class S3Remote(Remote):
             _readinto=direct.readinto if direct.direct else None,
         )
 
+    def list_sizes(self, locations: list[S3Location]) -> dict[S3Location, int]:
+        """Sizes from ListObjectVersions: one request per 1,000 versions instead of one HEAD per file.
+
+        A few keys are listed each by its own prefix; many, once by their common prefix.
+        """
+        wanted: dict[str, dict[str, list[S3Location]]] = {}
+        for loc in locations:
+            wanted.setdefault(self._bucket_for(loc), {}).setdefault(loc.key, []).append(loc)
+        out: dict[S3Location, int] = {}
+        for bucket, by_key in wanted.items():
+            keys = sorted(by_key)
+            prefixes = keys if len(keys) <= 16 else [os.path.commonprefix(keys)]
+            for prefix in prefixes:
+                try:
+                    pages = self.client.get_paginator("list_object_versions").paginate(
+                        Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": 1_000_000})
+                    for page in pages:
+                        for version in page.get("Versions", []) or []:
+                            for loc in by_key.get(version.get("Key"), ()):
+                                pinned = loc.version_id is not None
+                                if (version.get("VersionId") == loc.version_id if pinned
+                                        else version.get("IsLatest")):
+                                    out[loc] = int(version["Size"])
+                except Exception as exc:
+                    raise _translate_request(exc, f"listing versions of s3://{bucket}/{prefix}") from None
+        return out
+
     def stat(self, location: S3Location) -> int:
         bucket = self._bucket_for(location)
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": location.key}
@@ -259,7 +314,7 @@ class S3Remote(Remote):
         try:
             return int(self.client.head_object(**kwargs)["ContentLength"])
         except Exception as exc:
-            error = _translate(exc, f"HEAD s3://{bucket}/{location.key}", key=location.key,
+            error = _translate_request(exc, f"HEAD s3://{bucket}/{location.key}", key=location.key,
                                version_id=location.version_id)
         if isinstance(error, RemoteAccessError):
             # Some S3-compatible servers refuse anonymous HEAD but allow GET: ask for one byte.

@@ -6,6 +6,14 @@ bounded window, so nothing is read twice and memory stays bounded). Progress is
 recorded in a small sidecar next to the partial file, so an interrupted
 download resumes with only the missing ranges. Nothing is published until the
 full hash matches.
+
+Why this module is longer than the others: :class:`Transfer` is one unit. The
+parts-in-flight slots, the ordered hash window, the resume sidecar, the
+cancellation of a run and the final publish are the shared state of one
+download, and every method of the class reads or changes it; split across
+modules, that state would have to be passed between them. What separates
+cleanly lives beside it: :mod:`.config`, :mod:`.concurrency`, :mod:`.resume`,
+:mod:`.retry` and :mod:`.sink`.
 """
 
 from __future__ import annotations
@@ -16,11 +24,13 @@ import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import (
     DownloadError,
+    EndpointUnreachableError,
     IntegrityError,
     PublisherWarning,
     ReleaseCacheError,
@@ -28,16 +38,18 @@ from ..errors import (
     StorageError,
     TransientRemoteError,
     VersionMismatchError,
+    interrupted,
 )
 from ..manifest import FileEntry
 from ..remote.base import RangeNotSatisfiable, RangeResponse, Remote
 from ..store import Store
 from ..store.ingest import discard_download
 from ..utils import new_hasher, warn_user
+from .cancel import CancelToken
 from .concurrency import AdaptiveConcurrency
 from .config import MiB, TransferConfig
 from .resume import covered as _covered, merge as _merge, read_sidecar, write_sidecar
-from .retry import Cancelled
+from .retry import stop_error
 from .sink import Sink
 
 log = logging.getLogger("releasecache")
@@ -45,6 +57,43 @@ log = logging.getLogger("releasecache")
 READ_SIZE = MiB  # bytes per socket read: small enough for smooth progress and prompt cancels
 Progress = Callable[[int], None]
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+@dataclass
+class FetchOutcome:
+    """What one :meth:`Transfer.fetch` did, for honest reports and progress totals.
+
+    Attributes
+    ----------
+    received
+        Bytes that crossed the wire in this call and were kept (a part that broke
+        off and was fetched again counts once; bytes resumed from disk not at all).
+    resumed
+        Bytes an earlier, interrupted run had already written, reused from ``.partial/``.
+    size
+        The file's size, once known (the manifest, the first response, or the resume state).
+    waited
+        True if another process fetched the file while this one waited for its lock.
+    present
+        True if the file was already there (here or in a read-only layer): nothing was fetched.
+    on_size
+        Called once with ``(size, resumed)`` when the size becomes known, so a
+        progress bar can show the bytes still to come as its total.
+    """
+
+    received: int = 0
+    resumed: int = 0
+    size: int | None = None
+    waited: bool = False
+    present: bool = False
+    on_size: Callable[[int, int], None] | None = field(default=None, repr=False, compare=False)
+
+    def sized(self, size: int, resumed: int = 0) -> None:
+        """Note the size (and bytes resumed from disk); tell ``on_size`` the first time."""
+        first = self.size is None
+        self.size, self.resumed = size, resumed
+        if first and self.on_size is not None:
+            self.on_size(size, resumed)
 
 
 def _limiter(config: TransferConfig) -> AdaptiveConcurrency:
@@ -128,7 +177,10 @@ class Transfer:
         """Wait for a parts-in-flight slot (checking ``cancel`` while waiting)."""
         while not self.limiter.acquire(timeout=0.2):
             if cancel is not None and cancel.is_set():
-                raise Cancelled()
+                raise stop_error(cancel)
+        if cancel is not None and cancel.is_set():  # a slot freed by a cut part: no new request now
+            self.limiter.release()
+            raise stop_error(cancel)
 
     def _get(self, remote: Remote, entry: FileEntry, start: int, end: int | None,
              cancel: threading.Event | None) -> RangeResponse:
@@ -168,20 +220,34 @@ class Transfer:
 
     # -- public -----------------------------------------------------------------
 
-    def fetch(self, remote: Remote, entry: FileEntry, *, progress: Progress | None = None) -> Path:
+    def fetch(self, remote: Remote, entry: FileEntry, *, progress: Progress | None = None,
+              token: CancelToken | None = None, outcome: FetchOutcome | None = None) -> Path:
         """Make the blob of ``entry`` present and verified; return its path.
 
         Waits (holding nothing) if another process is downloading the same blob,
-        then uses its result.
+        then uses its result. ``token`` stops the download when cancelled (a bulk
+        run shares one); without one, Ctrl-C in this thread stops it and raises
+        :func:`~releasecache.errors.interrupted`, keeping what arrived for resuming.
+        ``outcome``, if given, is filled in with what crossed the wire.
         """
         h = entry.file_hash
+        outcome = FetchOutcome() if outcome is None else outcome
         found = self.store.find_blob(h)  # here, or in a read-only layer
         if found is not None:
+            outcome.present = True
             return found
+        progress = self._counting(progress, outcome)
+        own = token is None
+        token = CancelToken.for_run() if token is None else token
         with self._pool_lock:
             self._active += 1
         try:
-            return self._fetch_locked(remote, entry, progress)
+            return self._fetch_locked(remote, entry, progress, token, outcome)
+        except KeyboardInterrupt:
+            if not own:
+                raise
+            token.cancel()
+            raise interrupted(1 if self.store.sidecar_path(h).exists() else 0) from None
         except ReleaseCacheError as exc:
             _add_context(exc, entry)
             raise
@@ -191,11 +257,29 @@ class Transfer:
                 if not self._active:
                     self._free.clear()  # an idle process keeps no part buffers
 
-    def _fetch_locked(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
+    @staticmethod
+    def _counting(progress: Progress | None, outcome: FetchOutcome) -> Progress:
+        """``progress``, also adding every byte to ``outcome.received`` (parts arrive in many threads)."""
+        lock = threading.Lock()
+
+        def count(n: int) -> None:
+            with lock:
+                outcome.received += n
+            if progress is not None:
+                progress(n)
+
+        return count
+
+    def _fetch_locked(self, remote: Remote, entry: FileEntry, progress: Progress | None,
+                      token: CancelToken, outcome: FetchOutcome) -> Path:
         h = entry.file_hash
-        with self.store.lock(h):
+        lock = self.store.blob_lock(h)
+        if not lock.acquire(self.store.lock_timeout, cancel=token):
+            raise token.stopped()  # stopped while another process held it
+        try:
             found = self.store.find_blob(h)
             if found is not None:  # another process finished it while we waited
+                outcome.waited = True
                 return found
             last: IntegrityError | None = None
             failures: list[IntegrityError] = []  # of fresh downloads: what the server holds
@@ -203,7 +287,7 @@ class Transfer:
             while attempt < self.config.integrity_attempts:
                 resuming = self._read_sidecar(entry) is not None
                 try:
-                    partial = self._download(remote, entry, progress)
+                    partial = self._download(remote, entry, progress, token, outcome)
                 except IntegrityError as exc:
                     self._discard(h)
                     last = exc
@@ -230,18 +314,45 @@ class Transfer:
                 f"{entry.relative_path}: content did not match the manifest's blake2b after "
                 f"{self.config.integrity_attempts} downloads; last problem: {last}"
             ).with_context(**(last.context if last is not None else {}))
+        finally:
+            lock.release()
 
     # -- internals --------------------------------------------------------------
 
     def _discard(self, file_hash: str) -> None:
         discard_download(self.store, file_hash)
 
-    def _retrying(self, what: str, fn: Callable[[], object], cancel: threading.Event | None = None) -> object:
+    def _retrying(self, what: str, fn: Callable[[], object], cancel: CancelToken | None = None) -> object:
+        """``fn`` under the retry policy; the run's circuit breaker hears whether the remote answered."""
         def count(key: str) -> Callable[[], None]:
             return lambda: self.stats.__setitem__(key, self.stats[key] + 1)
 
-        return self.config.retry.call(fn, what=what, cancel=cancel, on_attempt=count("requests"),
-                                      on_retry=count("retries"))
+        breaker = cancel.breaker if cancel is not None else None
+        if breaker is None:
+            return self.config.retry.call(fn, what=what, cancel=cancel, on_attempt=count("requests"),
+                                          on_retry=count("retries"))
+
+        def attempt() -> object:
+            started = time.monotonic()
+            try:
+                result = fn()
+            except EndpointUnreachableError as exc:
+                breaker.failed(exc, started)  # may stop the whole run
+                raise
+            except Exception:
+                breaker.answered()  # an error status or a broken body is still an answer
+                raise
+            breaker.answered()
+            return result
+
+        try:
+            return self.config.retry.call(attempt, what=what, cancel=cancel, on_attempt=count("requests"),
+                                          on_retry=count("retries"))
+        except DownloadError as exc:
+            if isinstance(exc.__cause__, EndpointUnreachableError):
+                breaker.trip(exc.__cause__)  # out of tries without one answer: nobody else should try
+                raise cancel.stopped() from None
+            raise
 
     @staticmethod
     def _check_version(entry: FileEntry, response: RangeResponse, remote: Remote) -> None:
@@ -259,24 +370,31 @@ class Transfer:
     def _write_sidecar(self, entry: FileEntry, size: int, done: list[list[int]]) -> None:
         write_sidecar(self.store, entry, size, done)
 
-    def _first_part(self, remote: Remote, entry: FileEntry) -> tuple[RangeResponse, float]:
+    def _first_part(self, remote: Remote, entry: FileEntry, token: CancelToken,
+                    outcome: FetchOutcome) -> tuple[RangeResponse, float]:
         """Open the first GET (one part), which also tells the object's size, and check its headers.
 
-        Returns the open response and when its GET started. The body is read by the
-        caller, in the part pool, so the other parts start as soon as the headers
-        (``Content-Range``) have told the size. A response that is not partial (the
-        server sent the whole object, or the object is empty) is returned as it is.
+        Returns the open response (watched by ``token``: a cancel cuts it) and when
+        its GET started. The body is read by the caller, in the part pool, so the
+        other parts start as soon as the headers (``Content-Range``) have told the
+        size. A response that is not partial (the server sent the whole object, or
+        the object is empty) is returned as it is.
         """
 
         def attempt() -> tuple[RangeResponse, float]:
             started = time.monotonic()
             try:
-                response = self._get(remote, entry, 0, self.config.part_size - 1, None)
+                response = self._get(remote, entry, 0, self.config.part_size - 1, token)
             except RangeNotSatisfiable:
-                response = self._get(remote, entry, 0, None, None)  # an empty object has no byte 0
+                response = self._get(remote, entry, 0, None, token)  # an empty object has no byte 0
+            token.watch(response)
             try:
                 self._check_version(entry, response, remote)
+                whole = response.length if response.length is not None else response.total_size
+                if not (response.partial and response.total_size is not None) and whole is not None:
+                    outcome.sized(whole)
                 if response.partial and response.total_size is not None:
+                    outcome.sized(response.total_size)
                     if response.start != 0:
                         raise TransientRemoteError(f"{entry.relative_path}: asked for byte 0, the server sent from "
                                                    f"byte {response.start}").with_context(expected=0, got=response.start)
@@ -288,30 +406,35 @@ class Transfer:
                         err.server_size = size  # type: ignore[attr-defined]
                         raise err
             except BaseException as exc:
+                token.unwatch(response)  # before it is closed: a cancel must never cut a pooled connection
                 self._end(response, 0, started, exc)
                 raise
             return response, started
 
-        return self._retrying(entry.relative_path, attempt)  # type: ignore[return-value]
+        return self._retrying(entry.relative_path, attempt, token)  # type: ignore[return-value]
 
     def _first_body(self, remote: Remote, entry: FileEntry, sink: Sink, response: RangeResponse, started: float,
-                    end: int, size: int, progress: Progress | None, cancel: threading.Event) -> memoryview:
+                    end: int, size: int, progress: Progress | None, cancel: CancelToken) -> memoryview:
         """Read the first part's body (a pool task); if it breaks, fetch the part again like any other."""
         try:
             data = self._collect(response, end, entry, progress, cancel)
         except TransientRemoteError as exc:
+            cancel.unwatch(response)
             self._end(response, 0, started, exc)
             self.stats["retries"] += 1
             log.info("%s: first part: %s; fetching it again", entry.relative_path, exc)
             return self._fetch_part(remote, entry, sink, 0, end, size, progress, cancel)
         except BaseException as exc:
+            cancel.unwatch(response)
             self._end(response, 0, started, exc)
             raise
+        cancel.unwatch(response)
         self._end(response, len(data), started)
         sink.write(data, 0)
         return data
 
-    def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None) -> Path:
+    def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None, token: CancelToken,
+                  outcome: FetchOutcome) -> Path:
         """Fetch into ``.partial/<hash>`` and verify; return the partial path."""
         h = entry.file_hash
         self.store.make_dir(self.store.partial_dir)
@@ -322,7 +445,7 @@ class Transfer:
             self._discard(h)
             self._take_slot(blocking=True)  # the first part's buffer; this file holds no other slot
             try:
-                response, started = self._first_part(remote, entry)
+                response, started = self._first_part(remote, entry, token, outcome)
             except BaseException:
                 self._give_slot()
                 raise
@@ -331,6 +454,7 @@ class Transfer:
                 try:
                     return self._stream_whole(remote, entry, response, progress)
                 finally:
+                    token.unwatch(response)
                     self._end(response, 0, started)
                     self._give_slot()
             first = (response, started)
@@ -339,6 +463,7 @@ class Transfer:
         else:
             size = state["size"]
             done = state["done"]
+            outcome.sized(size, sum(b - a for a, b in done))
             log.info("%s: resuming; %d of %d bytes already here", entry.relative_path,
                      sum(b - a for a, b in done), size)
         sink: Sink | None = None
@@ -357,13 +482,14 @@ class Transfer:
                     self._write_sidecar(entry, size, done)
         except BaseException:
             if first is not None:  # nothing will read the first part's body now: end it, free its slots
+                token.unwatch(first[0])
                 self._end(first[0], 0, first[1])
                 self._give_slot()
             if sink is not None:
                 sink.close()
             raise
         try:
-            digest = self._fetch_parts(remote, entry, sink, size, done, first, progress)
+            digest = self._fetch_parts(remote, entry, sink, size, done, first, progress, token)
         finally:
             sink.close()
         if digest != h:
@@ -394,7 +520,7 @@ class Transfer:
                     self._free.append(buf)
 
     def _collect(self, response: RangeResponse, expected: int, entry: FileEntry,
-                 progress: Progress | None, cancel: threading.Event | None) -> memoryview:
+                 progress: Progress | None, cancel: CancelToken | None) -> memoryview:
         """Read exactly ``expected`` bytes of a response into a pooled buffer."""
         if response.length is not None and response.length != expected:
             raise TransientRemoteError(
@@ -405,7 +531,7 @@ class Transfer:
         try:
             while got < expected:
                 if cancel is not None and cancel.is_set():
-                    raise Cancelled()
+                    raise stop_error(cancel)
                 n = response.readinto(view[got:min(expected, got + READ_SIZE)])
                 if not n:
                     break
@@ -488,13 +614,14 @@ class Transfer:
         return partial
 
     def _fetch_part(self, remote: Remote, entry: FileEntry, sink: Sink, start: int, end: int, size: int,
-                    progress: Progress | None, cancel: threading.Event) -> memoryview:
+                    progress: Progress | None, cancel: CancelToken) -> memoryview:
         """One ranged GET ``[start, end)`` with retries; written at its offset; returned for hashing."""
         expected = end - start
 
         def attempt() -> memoryview:
             started = time.monotonic()
             response = self._get(remote, entry, start, end - 1, cancel)
+            cancel.watch(response)
             moved, failed = 0, None
             try:
                 self._check_version(entry, response, remote)
@@ -512,6 +639,7 @@ class Transfer:
                 failed = exc
                 raise
             finally:
+                cancel.unwatch(response)  # before it is closed: a cancel must never cut a pooled connection
                 self._end(response, moved, started, failed)
 
         data: memoryview = self._retrying(f"{entry.relative_path} bytes {start}-{end - 1}", attempt,
@@ -520,11 +648,13 @@ class Transfer:
         return data
 
     def _fetch_parts(self, remote: Remote, entry: FileEntry, sink: Sink, size: int, done: list[list[int]],
-                     first: tuple[RangeResponse, float] | None, progress: Progress | None) -> str:
+                     first: tuple[RangeResponse, float] | None, progress: Progress | None,
+                     token: CancelToken) -> str:
         """Fetch every missing part and return the blake2b of the whole file, hashed in order.
 
         ``first`` is the open first GET (its body not read yet, its memory slot taken), or
-        None when resuming.
+        None when resuming. A part that fails for good stops this file's other parts;
+        cancelling ``token`` (Ctrl-C, a dead server) stops them all and cuts their sockets.
         """
         cfg = self.config
         parts = [(s, min(s + cfg.part_size, size)) for s in range(0, size, cfg.part_size)] or [(0, 0)]
@@ -532,7 +662,7 @@ class Transfer:
         buffered: dict[int, memoryview] = {}
         on_disk = {s for s, e in parts if _covered(done, s, e)}
         to_fetch = [(s, e) for s, e in parts if e > s and not _covered(done, s, e)]
-        cancel = threading.Event()
+        cancel = token.child()
         futures: dict[Future, tuple[int, int]] = {}
         slotted: set[int] = set()  # parts holding one of the cache-wide memory slots
         first_future: Future | None = None
@@ -595,11 +725,12 @@ class Transfer:
                 if len(parts) > 1:  # a one-part file has nothing to resume
                     self._write_sidecar(entry, size, done)
         except BaseException:
-            cancel.set()
+            cancel.cancel()  # wakes retry and slot waits, cuts the sockets of the parts being read
             for fut in futures:
                 fut.cancel()
             wait(list(futures))  # let running parts stop before the fd closes
             if first_future is not None and first_future.cancelled() and first is not None:
+                cancel.unwatch(first[0])
                 self._end(first[0], 0, first[1])  # its body was never read: end the GET, free its slot
             for fut, (s, e) in futures.items():
                 if not fut.cancelled() and fut.exception() is None:
@@ -610,6 +741,7 @@ class Transfer:
                 pass
             raise
         finally:
+            cancel.release()
             for _ in slotted:
                 self._give_slot()
         return hasher.hexdigest()

@@ -7,6 +7,7 @@ through :meth:`RetryPolicy.call`; they differ only in their numbers.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import threading
@@ -23,6 +24,15 @@ T = TypeVar("T")
 
 class Cancelled(Exception):
     """The operation was abandoned while retrying (another part failed, or Ctrl-C)."""
+
+
+def stop_error(cancel: object) -> BaseException:
+    """What a cancelled operation raises: the canceller's reason if it gave one, else :class:`Cancelled`.
+
+    A copy, because one reason is raised in many threads at once.
+    """
+    reason = getattr(cancel, "reason", None)
+    return copy.copy(reason) if isinstance(reason, BaseException) else Cancelled()
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,9 @@ class RetryPolicy:
         what
             Names the request in log messages and the final error.
         cancel
-            If set (before a try, or while waiting), raise :class:`Cancelled`.
+            If set (before a try, or while waiting), raise :class:`Cancelled`
+            (or the reason it was cancelled with; see
+            :class:`~releasecache.transfer.cancel.CancelToken`).
         give_up
             Builds the message of the final :class:`~releasecache.errors.DownloadError`
             from the number of tries and the last error.
@@ -70,7 +82,7 @@ class RetryPolicy:
         """
         for attempt in range(1, self.max_attempts + 1):
             if cancel is not None and cancel.is_set():
-                raise Cancelled()
+                raise stop_error(cancel)
             try:
                 if on_attempt is not None:
                     on_attempt()
@@ -86,7 +98,7 @@ class RetryPolicy:
                 log.info("%s: %s; retry %d of %d in %.2f s", what, exc, attempt, self.max_attempts - 1, wait)
                 if cancel is not None:
                     if cancel.wait(wait):
-                        raise Cancelled() from None
+                        raise stop_error(cancel) from None
                 else:
                     time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover

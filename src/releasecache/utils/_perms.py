@@ -11,9 +11,9 @@ _guard = threading.Lock()
 def current_umask() -> int:
     """The process's umask, read from ``/proc`` where possible (setting it to read it races with threads)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
+        with open("/proc/self/status", "rb") as fh:  # bytes: no codec to import (a process may have dropped
+            for line in fh:                          # to a uid that cannot read the interpreter's files)
+                if line.startswith(b"Umask:"):
                     return int(line.split()[1], 8)
     except (OSError, ValueError):
         pass
