@@ -109,6 +109,9 @@ http {{
         location / {{
             limit_except GET HEAD {{ deny all; }}
             add_header Accept-Ranges bytes;
+            # S3 names the version it sends; the benchmark's objects have one version each, the one
+            # asked for (streamed reads refuse bytes that do not say which version they are).
+            add_header x-amz-version-id $arg_versionId;
         }}
     }}
 }}

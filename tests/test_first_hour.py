@@ -27,6 +27,7 @@ from releasecache import errors as E
 from tests.support.fixtures.toy import PROJECT
 from tests.support.proxy import Fault, default_match, wait_for
 from tests.support.s3server import publish_fixture
+from tests.support.workers import download_one_script
 
 from ._reliability import blake, bulk_bucket  # noqa: F401  (bulk_bucket is a fixture)
 from .conftest import SMALL_PARTS
@@ -336,15 +337,7 @@ def test_an_unresolvable_endpoint_says_to_go_offline(tmp_path, toy_bucket):
 
 # -- 14. honest reports ---------------------------------------------------------------------------
 
-KILLABLE = textwrap.dedent("""
-    import sys, warnings
-    from releasecache import CloudCache, TransferConfig
-    cache = CloudCache.from_s3(sys.argv[1], sys.argv[2], sys.argv[3], endpoint_url=sys.argv[4], progress=False,
-                               transfer_config=TransferConfig(part_size=65536, max_parts_in_flight=4, window=6))
-    warnings.simplefilter("ignore")
-    cache.load_manifest(sys.argv[5])
-    cache.download_data(1)
-""")
+KILLABLE = download_one_script(progress=False)
 
 
 def test_resumed_bytes_are_not_counted_again(tmp_path, toy_bucket, proxy, capsys):
@@ -430,15 +423,7 @@ def test_command_line_progress_bar_has_a_total_a_percentage_and_an_eta(tmp_path,
     assert "? B" not in result.stderr
 
 
-SINGLE = textwrap.dedent("""
-    import sys, warnings
-    from releasecache import CloudCache, TransferConfig
-    cache = CloudCache.from_s3(sys.argv[1], sys.argv[2], sys.argv[3], endpoint_url=sys.argv[4], progress=True,
-                               transfer_config=TransferConfig(part_size=65536, max_parts_in_flight=4, window=6))
-    warnings.simplefilter("ignore")
-    cache.load_manifest(sys.argv[5])
-    cache.download_data(1)
-""")
+SINGLE = download_one_script(progress=True)
 
 
 def test_single_download_bar_takes_its_total_from_the_first_response(tmp_path, toy_bucket):

@@ -60,6 +60,19 @@ def _tree(root: Path):
                 yield p, False
 
 
+def _modes_off(cache: Path, *, dirs: int, files: int) -> list[str]:
+    """Every non-link under ``cache`` whose mode is not ``dirs`` / ``files`` (blobs: read-only 0444)."""
+    wrong = []
+    for path, is_dir in _tree(cache):
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        want = dirs if is_dir else (0o444 if path.relative_to(cache).parts[0] == "blobs" else files)
+        if stat.S_IMODE(st.st_mode) != want:
+            wrong.append(f"{path.relative_to(cache)}: {stat.S_IMODE(st.st_mode):o}, not {want:o}")
+    return wrong
+
+
 def test_group_shared_cache_filled_by_two_users_never_locks_either_out(place, toy_bucket):
     """alice fills part of a version, bob reads it and adds the rest and a second version, alice then
     uses bob's files; gc and a full verify by either work on the other's files. No permission error,
@@ -156,15 +169,7 @@ def test_every_file_gets_umask_permissions_and_another_user_reads_the_cache(plac
     v1 = toy_bucket.names[0]
     a = _fetch(ALICE, place, cache, toy_bucket, v1, umask=0o022)
     assert _complaints(a) == []
-    wrong = []
-    for path, is_dir in _tree(cache):
-        st = path.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            continue
-        want = 0o755 if is_dir else (0o444 if path.relative_to(cache).parts[0] == "blobs" else 0o644)
-        if stat.S_IMODE(st.st_mode) != want:
-            wrong.append(f"{path.relative_to(cache)}: {stat.S_IMODE(st.st_mode):o}, not {want:o}")
-    assert wrong == []
+    assert _modes_off(cache, dirs=0o755, files=0o644) == []
     assert (cache / "state").exists() and any((cache / "manifests").iterdir())
 
     before = {p: p.lstat().st_mtime_ns for p, _ in _tree(cache)}
@@ -204,15 +209,7 @@ def test_table_sidecars_and_records_follow_the_umask_and_another_user_reads_tabl
     assert done.returncode == 0 and int(done.stdout.split()[-1]) > 0, done.stderr[-3000:]
     sidecars = list((cache / ".tables").iterdir())
     assert sidecars
-    wrong = []
-    for path, is_dir in _tree(cache):
-        st = path.lstat()
-        if stat.S_ISLNK(st.st_mode):
-            continue
-        want = 0o775 if is_dir else (0o444 if path.relative_to(cache).parts[0] == "blobs" else 0o664)
-        if stat.S_IMODE(st.st_mode) != want:
-            wrong.append(f"{path.relative_to(cache)}: {stat.S_IMODE(st.st_mode):o}, not {want:o}")
-    assert wrong == []
+    assert _modes_off(cache, dirs=0o775, files=0o664) == []
     os.chmod(home, 0o755)
     done = BOB.python(code.format(extra=", read_only=True"), str(cache), vbn_bucket.endpoint_url,
                       home=place.homes["bob"])

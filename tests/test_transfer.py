@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import warnings
 
@@ -20,6 +19,7 @@ from releasecache import CloudCache, OutdatedManifestWarning, TransferConfig
 from releasecache.errors import DownloadError, IntegrityError, RemoteNotFoundError
 from tests.support.fixtures.toy import PROJECT
 from tests.support.proxy import Fault, wait_for
+from tests.support.workers import download_one_script
 
 from .conftest import SMALL_PARTS
 
@@ -136,15 +136,7 @@ def test_not_found_is_not_retried(tmp_path, toy_bucket, proxy):
     assert proxy.stats.gets("session_102") == 1
 
 
-KILLABLE = textwrap.dedent("""
-    import sys, warnings
-    from releasecache import CloudCache, TransferConfig
-    cache = CloudCache.from_s3(sys.argv[1], sys.argv[2], sys.argv[3], endpoint_url=sys.argv[4], progress=False,
-                               transfer_config=TransferConfig(part_size=65536, max_parts_in_flight=4, window=6))
-    warnings.simplefilter("ignore")
-    cache.load_manifest(sys.argv[5])
-    cache.download_data(1)
-""")
+KILLABLE = download_one_script(progress=False)
 
 
 def test_resume_after_kill_fetches_only_missing_ranges(tmp_path, toy_bucket, proxy, toy_release):

@@ -34,19 +34,9 @@ import sys
 import traceback
 from typing import Any
 
-from tests.support.workers import open_cache
+from tests.support.workers import open_cache, wrong_bytes
 
 ROLES = ("download", "prefetch", "switch", "verify", "gc")
-
-
-def _wrong_bytes(path: Any, file_hash: str) -> str | None:
-    from releasecache.utils import hash_file
-
-    try:
-        digest = hash_file(os.path.realpath(path))
-    except OSError as exc:
-        return f"{path}: returned but unreadable: {exc}"
-    return None if digest == file_hash else f"{path}: blake2b {digest[:16]}… is not {file_hash[:16]}…"
 
 
 def _name(exc: BaseException) -> str:
@@ -60,7 +50,7 @@ def _fetch(cache: Any, entries: list[Any], out: dict[str, Any]) -> None:
         try:
             with cache.reading(entry):
                 blob = cache.store.find_blob(entry.file_hash)
-                problem = _wrong_bytes(blob, entry.file_hash) if blob else f"{entry.relative_path}: no blob"
+                problem = wrong_bytes(blob, entry.file_hash) if blob else f"{entry.relative_path}: no blob"
         except Exception as exc:  # noqa: BLE001 - every failure is reported, classified by the driver
             out["errors"].append(_name(exc))
             continue

@@ -16,10 +16,25 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 import time
 import traceback
 import warnings
 from typing import Any
+
+
+def download_one_script(*, progress: bool) -> str:
+    """A ``python -c`` script: ``<cache_dir> <bucket> <project> <endpoint_url> <manifest>``, then
+    download data file 1 in 64 KiB parts, four in flight (a process a test may kill mid-file)."""
+    return textwrap.dedent(f"""
+        import sys, warnings
+        from releasecache import CloudCache, TransferConfig
+        cache = CloudCache.from_s3(sys.argv[1], sys.argv[2], sys.argv[3], endpoint_url=sys.argv[4], progress={progress},
+                                   transfer_config=TransferConfig(part_size=65536, max_parts_in_flight=4, window=6))
+        warnings.simplefilter("ignore")
+        cache.load_manifest(sys.argv[5])
+        cache.download_data(1)
+    """)
 
 
 def open_cache(settings: dict[str, Any]) -> Any:
@@ -36,14 +51,15 @@ def open_cache(settings: dict[str, Any]) -> Any:
     return cache
 
 
-def _check(path: Any, file_hash: str) -> str | None:
+def wrong_bytes(path: Any, file_hash: str) -> str | None:
+    """Why the file at ``path`` is not the blob ``file_hash`` (unreadable, or other bytes), or None."""
     from releasecache.utils import hash_file
 
     try:
         digest = hash_file(os.path.realpath(path))
     except OSError as exc:
-        return f"{path}: {exc}"
-    return None if digest == file_hash else f"{path}: blake2b {digest[:16]}… != {file_hash[:16]}…"
+        return f"{path}: returned but unreadable: {exc}"
+    return None if digest == file_hash else f"{path}: blake2b {digest[:16]}… is not {file_hash[:16]}…"
 
 
 def fetch_and_verify(settings: dict[str, Any], barrier: Any = None) -> dict[str, Any]:
@@ -66,7 +82,7 @@ def fetch_and_verify(settings: dict[str, Any], barrier: Any = None) -> dict[str,
             except Exception as exc:  # report every failure, keep going
                 result["errors"].append(f"{entry.relative_path}: {type(exc).__name__}: {exc}")
                 continue
-            problem = _check(path, entry.file_hash)
+            problem = wrong_bytes(path, entry.file_hash)
             if problem:
                 result["errors"].append(problem)
             result["files"] += 1

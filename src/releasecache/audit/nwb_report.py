@@ -1,4 +1,4 @@
-"""What :func:`~releasecache.audit.nwb.diff_nwb` reports: value, object and file-level changes, and their text/JSON forms."""
+"""What :func:`~releasecache.audit.nwb.diff_nwb` reports: value, object and file changes, as text or JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Comparing two datasets' values by chunked hashing: blocks of rows, hashed; only differing blocks compared element-wise."""
+"""Two datasets' values compared by chunked hashing; only blocks whose hashes differ are compared element-wise."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading one HDF5 file's tree for :func:`~releasecache.audit.nwb.diff_nwb`: links by path, attributes, their comparison."""
+"""One HDF5 file's tree for :func:`~releasecache.audit.nwb.diff_nwb`: links by path, attributes, their changes."""
 
 from __future__ import annotations
 

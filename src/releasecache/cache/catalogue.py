@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import (
     ManifestError,
     ManifestNotFoundError,
+    MissingLocalManifestWarning,
     RemoteError,
     RemoteNotFoundError,
     UnknownFileError,
@@ -26,7 +27,7 @@ from ..manifest.consistency import duplicate_versions, republished, version_id_c
 from ..manifest.consistency import warn as warn_publisher
 from ..remote import Remote
 from ..store import Store
-from ..utils import short_repr
+from ..utils import short_repr, warn_user
 
 log = logging.getLogger("releasecache")
 
@@ -345,3 +346,13 @@ def missing_local_manifest_message(ui: str, cache_dir: str) -> str:
             f"{ui}.construct_local_manifest()\n\nto bring them in (each is hashed against its manifest and "
             "hard-linked into the store) instead of downloading them again. NOTE: this hashes every such file "
             "once and can take a while.")
+
+
+def warn_of_allensdk_files(store: Store, ui: str) -> None:
+    """Warn once per directory that files an AllenSDK cache left in ``store`` are not in the store yet."""
+    root = store.root
+    if not any((root / name).is_file() for name in ("_downloaded_data.json", "_manifest_last_used.txt")):
+        return
+    if store.read_state().get("allensdk_files_indexed"):
+        return
+    warn_user(missing_local_manifest_message(ui, str(root)), MissingLocalManifestWarning)

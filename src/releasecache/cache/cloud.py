@@ -4,26 +4,28 @@
 orders manifests, remembers the last one used, warns when it is outdated, maps
 file ids and metadata names to manifest entries, and asks the transfer layer for
 any file that is not yet in the store.
+
+It is a thin facade: each method hands the work to a small module of this
+package (:mod:`.loading` and :mod:`.catalogue` for manifests, :mod:`.fetch` for
+``ensure``, :mod:`.attributes` for local paths, :mod:`.prefetch`, :mod:`.record`,
+:mod:`.eviction` and :mod:`.budget`, :mod:`.maintenance` for verify and gc,
+:mod:`.du`, :mod:`.adopt`). Why this module is longer than the others: it is the
+public API of some fifty methods, and their numpydoc docstrings, the API
+reference, are most of its lines.
 """
 
 from __future__ import annotations
 
-import errno
-import logging
 import os
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ..config import DEFAULT_LOCK_LEASE, DEFAULT_LOCK_TIMEOUT, DEFAULT_PARTIAL_AGE_DAYS, ENV_MAX_SIZE, ENV_USAGE_LOG, env
 from ..errors import (
     InvalidArgumentError,
-    ManifestNotFoundError,
-    MissingLocalManifestWarning,
     NoManifestLoadedError,
     OfflineError,
-    OutdatedManifestWarning,
-    StorageError,
 )
 from ..manifest import (
     FileEntry,
@@ -31,16 +33,13 @@ from ..manifest import (
     ManifestDiff,
     check_relative_path,
     compare_manifests,
-    match_manifest_name,
     resolve_manifest_spec,
-    sort_manifest_names,
 )
 from ..remote import Remote, make_remote
 from ..store import Store
 from ..transfer import Transfer, TransferConfig
-from ..utils import warn_user
-from . import budget, catalogue, du, gc, prefetch, record, verify
-from .attributes import CacheFileAttributes
+from . import budget, catalogue, du, eviction, loading, maintenance, prefetch, record, verify
+from .attributes import CacheFileAttributes, file_attributes, local_path
 from .fetch import ensure_entry
 from .usage import UsageRecorder
 
@@ -53,9 +52,6 @@ if TYPE_CHECKING:
     from .prefetch import PrefetchPlan, PrefetchReport
     from .verify import VerifyReport
     from .adopt import AdoptReport
-
-log = logging.getLogger("releasecache")
-
 
 
 class CloudCache:
@@ -141,15 +137,13 @@ class CloudCache:
                            layer_link=layer_link, lock_kind=lock_kind, lock_lease=lock_lease)
         self.transfer = Transfer(self.store, transfer_config)
         self.progress = progress
-        self._manifest: Manifest | None = None
-        self._remote_names: list[str] | None = None
+        # The loaded manifest, the remote's listing and the outdated-warning memory (see loading.LoadState).
+        self._state = loading.LoadState()
         # Files returned by ensure() in this process, for used_files() / write_record().
         self.usage = UsageRecorder()
         self.usage_log = os.fspath(usage_log) if usage_log else os.environ.get(ENV_USAGE_LOG) or None
         self.ui_name = ui_name or type(self).__name__
-        # The latest manifest the outdated-manifest warning was last given for (once per cache and latest).
-        self._warned_latest: str | None = None
-        self._warn_of_allensdk_files()
+        catalogue.warn_of_allensdk_files(self.store, self.ui_name)
 
     # -- constructors -----------------------------------------------------------
 
@@ -193,7 +187,7 @@ class CloudCache:
         return cls(cache_dir, None, project, **kwargs)
 
     def __repr__(self) -> str:
-        loaded = self._manifest.name if self._manifest else "no manifest loaded"
+        loaded = self._state.manifest.name if self._state.manifest else "no manifest loaded"
         return f"<CloudCache {self.store.root} project={self.project!r} ({loaded}) from {self.remote!r}>"
 
     @property
@@ -211,15 +205,6 @@ class CloudCache:
         """The project name (AllenSDK's name for :attr:`project`)."""
         return self.project
 
-    def _warn_of_allensdk_files(self) -> None:
-        """Warn once per directory that files an AllenSDK cache left here are not in the store yet."""
-        root = self.store.root
-        if not any((root / name).is_file() for name in ("_downloaded_data.json", "_manifest_last_used.txt")):
-            return
-        if self.store.read_state().get("allensdk_files_indexed"):
-            return
-        warn_user(catalogue.missing_local_manifest_message(self.ui_name, str(root)), MissingLocalManifestWarning)
-
     # -- manifests ----------------------------------------------------------------
 
     def list_manifest_file_names(self, *, refresh: bool = False) -> list[str]:
@@ -228,19 +213,11 @@ class CloudCache:
         Remote names when online (listed once, then remembered; ``refresh=True``
         lists again); the downloaded ones when offline.
         """
-        if self.remote is None:
-            return self.list_all_downloaded_manifests()
-        if self._remote_names is None or refresh:
-            self._remote_names = sort_manifest_names(self.remote.list_manifests(self.project))
-        return list(self._remote_names)
+        return loading.list_names(self, self._state, refresh=refresh)
 
     def latest_manifest_file(self) -> str:
         """The name of the newest manifest."""
-        names = self.list_manifest_file_names()
-        if not names:
-            where = self.remote.describe() if self.remote else str(self.store.manifests_dir)
-            raise ManifestNotFoundError(f"no manifests for project {self.project!r} in {where}")
-        return names[-1]
+        return loading.latest_name(self)
 
     def list_all_downloaded_manifests(self) -> list[str]:
         """Names of the manifests already in the cache, oldest to newest."""
@@ -248,16 +225,11 @@ class CloudCache:
 
     def known_manifest_names(self) -> list[str]:
         """Every manifest name known here: the remote's (when online) and the downloaded ones."""
-        names = self.list_manifest_file_names()
-        if self.remote is not None:
-            names = sort_manifest_names(set(names) | set(self.list_all_downloaded_manifests()))
-        return names
+        return loading.known_names(self)
 
     def latest_known_manifest(self) -> str | None:
         """The newest manifest: the remote's when online, else the newest downloaded one (or None)."""
-        if self.remote is None:
-            return self.latest_downloaded_manifest_file() or None
-        return self.latest_manifest_file()
+        return loading.latest_known(self)
 
     def latest_downloaded_manifest_file(self) -> str:
         """The newest manifest already in the cache, or ``''`` if there is none (as in AllenSDK)."""
@@ -266,19 +238,19 @@ class CloudCache:
 
     def current_manifest(self) -> str | None:
         """The name of the loaded manifest, or None."""
-        return self._manifest.name if self._manifest else None
+        return self._state.manifest.name if self._state.manifest else None
 
     @property
     def loaded_manifest(self) -> Manifest | None:
         """The loaded manifest, or None (unlike :attr:`manifest`, which raises)."""
-        return self._manifest
+        return self._state.manifest
 
     @property
     def manifest(self) -> Manifest:
         """The loaded :class:`~releasecache.manifest.Manifest`."""
-        if self._manifest is None:
+        if self._state.manifest is None:
             raise NoManifestLoadedError("no manifest is loaded; call load_manifest(name) or load_latest_manifest()")
-        return self._manifest
+        return self._state.manifest
 
     @property
     def version(self) -> str:
@@ -318,13 +290,7 @@ class CloudCache:
         Nothing is written unless the manifest is valid.
         """
         return catalogue.read_manifest(self.store, self.remote, self.project, self.resolve_manifest_name(name),
-                                       available=self._remote_names)
-
-    def _latest_or(self, name: str) -> str:
-        try:
-            return self.latest_known_manifest() or name
-        except ManifestNotFoundError:
-            return name
+                                       available=self._state.remote_names)
 
     def load_manifest(self, name: str) -> Manifest:
         """Load a manifest by name (or version, ``"0.4.0"``) and make it current.
@@ -333,17 +299,7 @@ class CloudCache:
         manifest exists, with the calls that show the differences and load the
         latest: once per cache object and latest manifest, as AllenSDK does.
         """
-        name = self.resolve_manifest_name(name)
-        manifest = self.get_manifest(name)
-        if manifest.project_name != self.project:
-            log.warning("manifest %s names project %r, this cache is for %r", name, manifest.project_name, self.project)
-        self._manifest = manifest
-        catalogue.remember_last_used(self.store, self.project, name)
-        budget.touch_usage(self.store, manifest.name or name)  # gc's window and the size budget read it
-        latest = self._latest_or(name)
-        if latest != name and latest != self._warned_latest:
-            self._warned_latest = latest
-            warn_user(catalogue.outdated_message(self.ui_name, name, latest), OutdatedManifestWarning)
+        manifest = loading.load(self, self._state, name)
         self._on_manifest_loaded(manifest)
         return manifest
 
@@ -357,11 +313,7 @@ class CloudCache:
         moves past the newest manifest this cache directory used before (files
         that changed between the two will download again).
         """
-        latest = self.latest_manifest_file()
-        previous = catalogue.newest_used(self.store, self.project)
-        if previous is not None and previous != latest and sort_manifest_names({previous, latest})[-1] == latest:
-            warn_user(catalogue.moved_past_message(self.ui_name, latest, previous), OutdatedManifestWarning)
-        return self.load_manifest(latest)
+        return self.load_manifest(loading.latest_to_load(self))
 
     def last_used_manifest_file(self) -> str | None:
         """The manifest loaded last time in this cache directory, if recorded."""
@@ -375,22 +327,7 @@ class CloudCache:
         it warns no more); a record that is damaged or names no manifest of the
         dataset warns (``UserWarning``) and the latest is loaded.
         """
-        name, damage = catalogue.last_used_record(self.store, self.project)
-        if name is not None and name not in self.known_manifest_names():
-            damage = name
-        if name is None or damage is not None:
-            latest = self.latest_known_manifest()
-            if latest is None:
-                raise ManifestNotFoundError(f"the offline cache {self.store.root} holds no manifest of {self.project!r}")
-            if damage is not None:
-                warn_user(catalogue.damaged_record_message(damage, latest), UserWarning)
-            return self.load_manifest(latest)
-        latest = self._latest_or(name)
-        if latest != name:
-            self._warned_latest = latest
-            warn_user(catalogue.last_is_outdated_message(self.ui_name, name, latest, online=self.remote is not None),
-                      OutdatedManifestWarning)
-        return self.load_manifest(name)
+        return self.load_manifest(loading.last_to_load(self, self._state))
 
     def compare_manifests(self, manifest_0_name: str, manifest_1_name: str) -> ManifestDiff:
         """What changed from one manifest to another (names or versions; fetched if needed).
@@ -421,31 +358,6 @@ class CloudCache:
 
     # -- local paths ------------------------------------------------------------
 
-    def _local_path(self, entry: FileEntry) -> dict[str, Any]:
-        """AllenSDK's ``{"local_path", "exists", "file_attributes"}`` (plus hash, version id and URL).
-
-        ``exists`` is True only if ``local_path`` can be opened now. When the
-        content is stored but the version path is missing, the link is made
-        again (a read-only cache points ``local_path`` at the stored file).
-        """
-        store, view_dir = self.store, self.manifest.view_dir_name
-        path = store.view_path(view_dir, entry.relative_path)
-        exists = False
-        if store.has_blob(entry.file_hash):
-            if store.view_is_current(view_dir, entry.relative_path, entry.file_hash):
-                exists = True
-            elif store.read_only:
-                blob = store.find_blob(entry.file_hash)
-                path, exists = (blob, True) if blob is not None else (path, False)
-            else:
-                try:
-                    path, exists = store.link_view(view_dir, entry.relative_path, entry.file_hash), True
-                except StorageError as exc:
-                    log.warning("cannot link %s: %s", path, exc)
-        return {"local_path": path, "exists": exists,
-                "file_attributes": CacheFileAttributes(entry.url, entry.version_id, entry.file_hash, path),
-                "file_hash": entry.file_hash, "version_id": entry.version_id, "url": entry.url}
-
     def data_path(self, file_id: int | str) -> dict[str, Any]:
         """Where a data file lives in the cache and whether it is there (downloads nothing).
 
@@ -453,17 +365,15 @@ class CloudCache:
         (a :class:`~releasecache.cache.CacheFileAttributes`), and also
         ``file_hash``, ``version_id``, ``url``.
         """
-        return self._local_path(self.data_entry(file_id))
+        return local_path(self.store, self.manifest.view_dir_name, self.data_entry(file_id))
 
     def metadata_path(self, name: str) -> dict[str, Any]:
         """Where a metadata file lives in the cache and whether it is there (downloads nothing); keys as :meth:`data_path`."""
-        return self._local_path(self.metadata_entry(name))
+        return local_path(self.store, self.manifest.view_dir_name, self.metadata_entry(name))
 
     def get_file_attributes(self, file_id: int | str) -> CacheFileAttributes:
         """The :class:`~releasecache.cache.CacheFileAttributes` of a data file (downloads nothing)."""
-        entry = self.data_entry(file_id)
-        path = self.store.view_path(self.manifest.view_dir_name, entry.relative_path)
-        return CacheFileAttributes(entry.url, entry.version_id, entry.file_hash, path)
+        return file_attributes(self.store, self.manifest.view_dir_name, self.data_entry(file_id))
 
     def construct_local_manifest(self, *, dry_run: bool = False, progress: bool | None = None) -> "AdoptReport":
         """Re-index this cache directory: bring in files found at version paths, and relink every version path.
@@ -522,8 +432,7 @@ class CloudCache:
         record.note_used(self, entry)
         return path
 
-    @contextmanager
-    def reading(self, entry: FileEntry) -> Iterator[Path]:
+    def reading(self, entry: FileEntry) -> "AbstractContextManager[Path]":
         """``ensure`` the entry and hold a read lease on its blob while the block runs.
 
         The lease is a shared ``flock`` on the blob (:func:`releasecache.cache.budget.read_lease`):
@@ -531,20 +440,7 @@ class CloudCache:
         way (gc reports it as busy). Paths used otherwise are protected by gc's usage window:
         their manifest was used, so its files stay.
         """
-        for _attempt in range(3):
-            path = self.ensure(entry)
-            blob = self.store.find_blob(entry.file_hash)
-            if blob is None:
-                continue
-            try:
-                with budget.read_lease(blob):
-                    if self.store.has_blob(entry.file_hash):  # not deleted between ensure and the lease
-                        yield path
-                        return
-            except FileNotFoundError:
-                continue
-        raise StorageError(errno.ENOENT, f"{entry.relative_path}: deleted by a concurrent gc three times "
-                           "before it could be read")
+        return eviction.reading(self, entry)
 
     def used_files(self) -> list[dict[str, Any]]:
         """Every file this cache object returned a path for (or streamed), in this process.
@@ -652,30 +548,17 @@ class CloudCache:
 
     # -- the size budget (see releasecache.cache.budget) ------------------------------
 
-    def _spec_name(self, spec: "str | Manifest") -> str:
-        if isinstance(spec, Manifest):
-            return spec.name or spec.view_dir_name
-        if spec.endswith(".json"):
-            return spec
-        found = match_manifest_name(spec, self.known_manifest_names())
-        if found is None:
-            raise ManifestNotFoundError(f"no manifest of version {spec!r} for {self.project!r}")
-        return found
-
     def pin(self, manifest: "str | Manifest") -> str:
         """Pin a manifest (name, version or object): the budget never evicts its files. Returns its name."""
-        name = self._spec_name(manifest)
-        budget.pin(self.store, name)
-        return name
+        return eviction.pin(self, manifest)
 
     def unpin(self, manifest: "str | Manifest") -> bool:
         """Remove a pin; True if there was one."""
-        return budget.unpin(self.store, self._spec_name(manifest))
+        return budget.unpin(self.store, eviction.pin_name(self, manifest))
 
     def pinned_manifests(self) -> list[str]:
         """The manifests whose files the budget keeps: the explicit pins plus the current manifest."""
-        current = self.current_manifest() or self.last_used_manifest_file()
-        return sorted({*budget.pinned(self.store), *([current] if current else [])})
+        return eviction.pinned_manifests(self)
 
     def evict(self, max_size: int | str | None = None, *, incoming: int = 0, dry_run: bool = True,
               in_flight: dict[str, int] | None = None) -> "budget.EvictionReport":
@@ -684,40 +567,11 @@ class CloudCache:
         ``max_size`` defaults to the cache's budget. ``dry_run=True`` (the
         default) only reports what would go.
         """
-        limit = self.max_size if max_size is None else budget.parse_size(max_size)
-        if limit is None:
-            raise InvalidArgumentError("no size budget: pass max_size (e.g. '400GB') or set RELEASECACHE_MAX_SIZE")
-        if not dry_run and self.store.read_only:
-            raise StorageError(errno.EROFS, f"cache {self.store.root} is read-only; nothing can be evicted")
-        in_use = {r["file_hash"] for r in self.usage.records() if not r.get("streamed")}
-        return budget.evict(self.store, limit, incoming=incoming, pinned_names=self.pinned_manifests(),
-                            protect=in_use, dry_run=dry_run, in_flight=in_flight)
+        return eviction.evict(self, max_size, incoming=incoming, dry_run=dry_run, in_flight=in_flight)
 
     def _make_room(self, entry: FileEntry) -> int:
-        """Evict what the budget requires before ``entry`` is downloaded; return the bytes reserved for it.
-
-        Downloads in flight in this process count as incoming, so concurrent
-        downloads (``prefetch``) do not overshoot the budget together.
-
-        Raises
-        ------
-        StorageError
-            If the file cannot fit without evicting pinned, locked or in-use blobs.
-        """
-        assert self.max_size is not None
-        size = entry.size
-        if size is None:
-            size = self.remote.stat(entry.location) if self.remote is not None else 0
-        with budget.reserving(self.store, entry.file_hash, size) as in_flight:
-            report = self.evict(incoming=size, dry_run=False, in_flight=in_flight)
-            if report.fits:
-                return size
-            raise StorageError(errno.ENOSPC, f"{entry.relative_path} ({size} bytes) does not fit in the size budget "
-                               f"of {self.max_size} bytes: {report.total_after} bytes are pinned, locked or in use "
-                               f"(pinned: {', '.join(report.pinned) or 'none'}; {len(report.busy)} busy; "
-                               f"{report.incoming - size} bytes of other downloads in flight); unpin a version "
-                               "or raise max_size")
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Evict what the budget requires before ``entry`` downloads; see :func:`.eviction.make_room`."""
+        return eviction.make_room(self, entry)
 
     def check_release(self, *, server: bool = True) -> list[str]:
         """Publisher mistakes in the saved manifests (and, with ``server``, manifests the bucket now serves changed).
@@ -725,11 +579,6 @@ class CloudCache:
         Each is issued as a :class:`~releasecache.errors.PublisherWarning`; returns the messages.
         """
         return catalogue.check_release(self.store, self.remote if server else None, self.project)
-
-    def _manifest_arg(self, manifest: "str | Manifest | None") -> "Manifest | None":
-        if manifest is None or isinstance(manifest, Manifest):
-            return manifest
-        return self.get_manifest(manifest)
 
     def verify(self, manifest: "str | Manifest | None" = None, *, mode: str = "fast",
                max_seconds: float | None = None, max_bytes: int | None = None, resume: bool = True,
@@ -747,12 +596,8 @@ class CloudCache:
         saved in the cache is parsed too; one that no longer does is fetched again and
         replaced when online (``.damaged_manifests``).
         """
-        checked, damaged = catalogue.check_saved_manifests(self.store)
-        catalogue.repair_saved_manifests(self.store, self.remote, self.project, damaged)
-        report = verify.verify(self.store, self._manifest_arg(manifest), mode=mode, max_seconds=max_seconds,
-                               max_bytes=max_bytes, resume=resume, fix_permissions=fix_permissions)
-        report.manifests_checked, report.damaged_manifests = checked, damaged
-        return report
+        return maintenance.verify_cache(self, manifest, mode=mode, max_seconds=max_seconds, max_bytes=max_bytes,
+                                        resume=resume, fix_permissions=fix_permissions)
 
     def disk_usage(self) -> "DiskUsage":
         """Bytes per downloaded manifest (unique vs shared with other manifests) and in total."""
@@ -770,13 +615,5 @@ class CloudCache:
         per manifest, what would go and why. Partial downloads untouched for
         ``partial_age_days`` are removed too (None: keep them).
         """
-        if keep is None:
-            name = self.current_manifest() or self.last_used_manifest_file()
-            if name is None:
-                raise NoManifestLoadedError("gc needs to know what to keep: pass keep=[manifest names] or load one")
-            keep = [name]
-        elif isinstance(keep, (str, Manifest)):
-            keep = [keep]
-        kept = [self._manifest_arg(m) for m in keep]
-        return gc.gc(self.store, [m for m in kept if m is not None], self.project, dry_run=dry_run,
-                     partial_age_days=partial_age_days, window_days=window_days)
+        return maintenance.gc_cache(self, keep, dry_run=dry_run, partial_age_days=partial_age_days,
+                                    window_days=window_days)

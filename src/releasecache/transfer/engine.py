@@ -6,6 +6,14 @@ bounded window, so nothing is read twice and memory stays bounded). Progress is
 recorded in a small sidecar next to the partial file, so an interrupted
 download resumes with only the missing ranges. Nothing is published until the
 full hash matches.
+
+Why this module is longer than the others: :class:`Transfer` is one unit. The
+parts-in-flight slots, the ordered hash window, the resume sidecar, the
+cancellation of a run and the final publish are the shared state of one
+download, and every method of the class reads or changes it; split across
+modules, that state would have to be passed between them. What separates
+cleanly lives beside it: :mod:`.config`, :mod:`.concurrency`, :mod:`.resume`,
+:mod:`.retry` and :mod:`.sink`.
 """
 
 from __future__ import annotations
