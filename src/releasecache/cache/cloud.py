@@ -527,8 +527,10 @@ class CloudCache:
         stat_remote
             Ask the remote (HEAD) for sizes that neither the manifest nor the cache
             knows, so the plan and the bar show bytes, a percentage and an ETA.
-            None (the default) or True: ask; False: do not (the bar's total then
-            grows as files start). Sizes learned are remembered in the cache.
+            True: ask; False: do not (the bar's total then grows as files start);
+            None (the default): ask only when a progress bar is shown, since
+            asking costs round trips before the first byte. Sizes learned are
+            remembered in the cache.
         shard
             ``(k, n)``: fetch only the k-th of n deterministic shards (job arrays).
 

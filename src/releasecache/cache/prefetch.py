@@ -268,6 +268,8 @@ def prefetch(
     """Fetch many files; see :meth:`releasecache.cache.CloudCache.prefetch`."""
     start = time.monotonic()
     token = CancelToken.for_run()
+    if stat_remote is None and not progress:
+        stat_remote = False  # sizes only feed the bar's total: without a bar, asking only delays the run
     try:
         the_plan = plan(cache, entries, stat_remote=stat_remote, token=token)
     except EndpointUnreachableError as exc:

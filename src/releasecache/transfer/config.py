@@ -20,15 +20,16 @@ class TransferConfig:
         so a small file costs exactly one request.
     max_parts_in_flight
         Ranged GETs running at once across all files of one cache. ``None`` (the
-        default): found while downloading, starting at 8, growing while the measured
+        default): found while downloading, starting at 16, growing while the measured
         throughput grows, halving when the server pushes back (``SlowDown``, 5xx,
         resets), never above ``max_buffered_parts``
         (:class:`~releasecache.transfer.concurrency.AdaptiveConcurrency`). A number
         fixes it.
     window
         Parts one file may fetch ahead of its hashing position. ``None`` (the
-        default): the current parts-in-flight limit plus two, so one large file can
-        use every connection the link needs.
+        default): twice the current parts-in-flight limit plus two, so one large
+        file can use every connection the link needs even when one part is slow.
+        Parts ahead wait in the page cache, not in the process's memory.
     max_attempts
         Tries per request before giving up on a transient failure.
     backoff_base, backoff_max
@@ -37,13 +38,16 @@ class TransferConfig:
     integrity_attempts
         Whole-file downloads tried when the hash does not match.
     direct_io
-        Write aligned parts with ``O_DIRECT`` where the filesystem allows it
-        (no page-cache copy, little left for the final fsync).
+        Kept for compatibility; it has no effect. Parts stream to their offsets
+        through the page cache, which the in-order hash reads back, and the kernel
+        is told to start writing them out at once, so the fsync before publishing
+        has little left to do.
     max_buffered_parts
-        The memory budget: parts in memory at once across all files of one cache
-        (in flight or waiting to be hashed, first parts included), so part buffers
-        never exceed ``max_buffered_parts * part_size`` (128 MiB by default). It also
-        caps the adaptive parts in flight.
+        The memory budget: parts in flight at once across all files of one cache,
+        first parts included. Each holds one 1 MiB read buffer (a part streams to
+        disk as it arrives and is hashed from the page cache), so buffers never
+        exceed ``max_buffered_parts`` MiB (64 MiB by default). It also caps the
+        adaptive parts in flight and sizes the connection pool.
     """
 
     part_size: int = 8 * MiB
@@ -54,7 +58,7 @@ class TransferConfig:
     backoff_max: float = 30.0
     integrity_attempts: int = 3
     direct_io: bool = True
-    max_buffered_parts: int = 16
+    max_buffered_parts: int = 64
 
     def __post_init__(self) -> None:
         if self.part_size < 64 * 1024:

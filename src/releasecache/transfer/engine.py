@@ -1,19 +1,20 @@
 """Bytes from a remote into a verified blob.
 
-One file is fetched as concurrent ranged GETs pinned to its version id; the
-blake2b is computed in order as parts arrive (out-of-order parts wait in a
-bounded window, so nothing is read twice and memory stays bounded). Progress is
-recorded in a small sidecar next to the partial file, so an interrupted
-download resumes with only the missing ranges. Nothing is published until the
-full hash matches.
+One file is fetched as concurrent ranged GETs pinned to its version id. Each
+part streams to its offset in the partial file one socket read at a time, and
+the blake2b is computed in file order by reading the file back from the page
+cache up to the first byte not written yet (:mod:`.layout`): memory is one read
+buffer per part in flight, whatever the number of parts. Progress is recorded in
+a small sidecar next to the partial file, so an interrupted download resumes
+with only the missing ranges. Nothing is published until the full hash matches.
 
 Why this module is longer than the others: :class:`Transfer` is one unit. The
-parts-in-flight slots, the ordered hash window, the resume sidecar, the
+parts-in-flight slots, the ordered hash, the resume sidecar, the
 cancellation of a run and the final publish are the shared state of one
 download, and every method of the class reads or changes it; split across
 modules, that state would have to be passed between them. What separates
-cleanly lives beside it: :mod:`.config`, :mod:`.concurrency`, :mod:`.resume`,
-:mod:`.retry` and :mod:`.sink`.
+cleanly lives beside it: :mod:`.config`, :mod:`.concurrency`, :mod:`.layout`,
+:mod:`.resume`, :mod:`.retry` and :mod:`.sink`.
 """
 
 from __future__ import annotations
@@ -48,13 +49,17 @@ from ..utils import new_hasher, warn_user
 from .cancel import CancelToken
 from .concurrency import AdaptiveConcurrency
 from .config import MiB, TransferConfig
-from .resume import covered as _covered, merge as _merge, read_sidecar, write_sidecar
+from .resume import read_sidecar, write_sidecar
 from .retry import stop_error
+from .layout import Layout, Piece
 from .sink import Sink
 
 log = logging.getLogger("releasecache")
 
 READ_SIZE = MiB  # bytes per socket read: small enough for smooth progress and prompt cancels
+# Parts in flight at first: loopback loses nothing with 16, a long capped link needs them at once.
+START_PARTS = 16
+SIDECAR_EVERY = 1.0  # seconds between sidecar updates while parts stream in
 Progress = Callable[[int], None]
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -102,7 +107,7 @@ def _limiter(config: TransferConfig) -> AdaptiveConcurrency:
     if config.max_parts_in_flight:
         n = min(config.max_parts_in_flight, budget)
         return AdaptiveConcurrency(start=n, minimum=n, maximum=n)
-    return AdaptiveConcurrency(start=min(8, budget), minimum=min(2, budget), maximum=budget)
+    return AdaptiveConcurrency(start=min(START_PARTS, budget), minimum=min(2, budget), maximum=budget)
 
 
 class Transfer:
@@ -413,25 +418,28 @@ class Transfer:
 
         return self._retrying(entry.relative_path, attempt, token)  # type: ignore[return-value]
 
-    def _first_body(self, remote: Remote, entry: FileEntry, sink: Sink, response: RangeResponse, started: float,
-                    end: int, size: int, progress: Progress | None, cancel: CancelToken) -> memoryview:
-        """Read the first part's body (a pool task); if it breaks, fetch the part again like any other."""
+    def _first_body(self, remote: Remote, entry: FileEntry, sink: Sink, layout: Layout, piece: Piece,
+                    response: RangeResponse, started: float, progress: Progress | None,
+                    cancel: CancelToken) -> None:
+        """Stream the first part's body to disk (a pool task); if it breaks, fetch the rest like any part."""
         try:
-            data = self._collect(response, end, entry, progress, cancel)
-        except TransientRemoteError as exc:
+            try:
+                moved = self._stream(response, sink, layout, piece, entry, progress, cancel)
+            except TransientRemoteError as exc:
+                cancel.unwatch(response)
+                self._end(response, 0, started, exc)
+                self.stats["retries"] += 1
+                log.info("%s: first part: %s; fetching the rest again", entry.relative_path, exc)
+                self._fetch_part(remote, entry, sink, layout, piece, progress, cancel, ended=False)
+                return
+            except BaseException as exc:
+                cancel.unwatch(response)
+                self._end(response, 0, started, exc)
+                raise
             cancel.unwatch(response)
-            self._end(response, 0, started, exc)
-            self.stats["retries"] += 1
-            log.info("%s: first part: %s; fetching it again", entry.relative_path, exc)
-            return self._fetch_part(remote, entry, sink, 0, end, size, progress, cancel)
-        except BaseException as exc:
-            cancel.unwatch(response)
-            self._end(response, 0, started, exc)
-            raise
-        cancel.unwatch(response)
-        self._end(response, len(data), started)
-        sink.write(data, 0)
-        return data
+            self._end(response, moved, started)
+        finally:
+            layout.ended()
 
     def _download(self, remote: Remote, entry: FileEntry, progress: Progress | None, token: CancelToken,
                   outcome: FetchOutcome) -> Path:
@@ -472,7 +480,8 @@ class Transfer:
                 fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)  # the umask decides
             except OSError as exc:
                 raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
-            sink = Sink(partial, fd, direct=self.config.direct_io)
+            # Parts stream through the page cache: hashing reads them back from it.
+            sink = Sink(partial, fd, direct=False)
             if state is None:
                 try:
                     os.ftruncate(fd, size)
@@ -504,40 +513,55 @@ class Transfer:
         return partial
 
     def _buffer(self) -> mmap.mmap:
-        """A part-sized, page-aligned buffer from the pool (reused, so memory stays flat
-        over long jobs; aligned, so parts can be written with ``O_DIRECT``)."""
+        """A socket-read buffer from the pool (reused, so memory stays flat over long jobs)."""
         with self._pool_lock:
             if self._free:
                 return self._free.pop()
-        return mmap.mmap(-1, self.config.part_size)
+        return mmap.mmap(-1, READ_SIZE)
 
-    def _recycle(self, view: memoryview) -> None:
-        buf = view.obj
-        view.release()
-        if isinstance(buf, mmap.mmap) and len(buf) == self.config.part_size:
-            with self._pool_lock:
-                if len(self._free) < self.config.max_buffered_parts:
-                    self._free.append(buf)
+    def _recycle(self, buf: mmap.mmap) -> None:
+        with self._pool_lock:
+            if len(self._free) < self.config.max_buffered_parts:
+                self._free.append(buf)
 
-    def _collect(self, response: RangeResponse, expected: int, entry: FileEntry,
-                 progress: Progress | None, cancel: CancelToken | None) -> memoryview:
-        """Read exactly ``expected`` bytes of a response into a pooled buffer."""
+    def _stream(self, response: RangeResponse, sink: Sink, layout: Layout, piece: Piece, entry: FileEntry,
+                progress: Progress | None, cancel: CancelToken | None) -> int:
+        """Write the body of ``response`` (the rest of ``piece``) to its offsets, one socket read at a time.
+
+        Every read is on disk (page cache) before ``layout`` hears of it, so the hash and a
+        sidecar only ever see written bytes; what arrived is kept if the connection breaks.
+        Returns the bytes moved.
+        """
+        expected = piece.end - piece.next_offset
         if response.length is not None and response.length != expected:
             raise TransientRemoteError(
                 f"{entry.relative_path}: server announced {response.length} bytes for a range of {expected} "
                 f"(offset {response.start})")
-        view = memoryview(self._buffer())[:expected]
+        buf = self._buffer()
+        view = memoryview(buf)
         got = 0
         try:
-            while got < expected:
+            ended = False
+            while got < expected and not ended:
                 if cancel is not None and cancel.is_set():
                     raise stop_error(cancel)
-                n = response.readinto(view[got:min(expected, got + READ_SIZE)])
-                if not n:
+                # Fill the buffer before writing: a socket read may return a few kB, and each
+                # write wakes the hashing thread.
+                want = min(READ_SIZE, expected - got)
+                filled = 0
+                while filled < want:
+                    n = response.readinto(view[filled:want])
+                    if not n:
+                        ended = True
+                        break
+                    filled += n
+                if not filled:
                     break
-                got += n
+                sink.write(view[:filled], piece.next_offset)
+                got += filled
+                layout.wrote(piece, filled)
                 if progress:
-                    progress(n)
+                    progress(filled)
             if got != expected:
                 raise TransientRemoteError(
                     f"{entry.relative_path}: connection ended after {got} of {expected} bytes "
@@ -546,13 +570,11 @@ class Transfer:
                 raise TransientRemoteError(
                     f"{entry.relative_path}: server sent more than the {expected} bytes asked for "
                     f"(from offset {response.start})")
-        except BaseException:
-            if progress and got:
-                progress(-got)
-            self._recycle(view)
-            raise
-        self.stats["bytes"] += got
-        return view
+        finally:
+            view.release()
+            self._recycle(buf)
+            self.stats["bytes"] += got
+        return got
 
     def _whole_limit(self, remote: Remote, entry: FileEntry, response: RangeResponse) -> int:
         """The most bytes a full answer may hold: the manifest's size, the announced one, else a HEAD's."""
@@ -613,14 +635,18 @@ class Transfer:
                                  ).with_context(expected=h, got=digest)
         return partial
 
-    def _fetch_part(self, remote: Remote, entry: FileEntry, sink: Sink, start: int, end: int, size: int,
-                    progress: Progress | None, cancel: CancelToken) -> memoryview:
-        """One ranged GET ``[start, end)`` with retries; written at its offset; returned for hashing."""
-        expected = end - start
+    def _fetch_part(self, remote: Remote, entry: FileEntry, sink: Sink, layout: Layout, piece: Piece,
+                    progress: Progress | None, cancel: CancelToken, ended: bool = True) -> None:
+        """Fetch the rest of ``piece`` with retries, streaming it to its offsets.
 
-        def attempt() -> memoryview:
+        A connection that breaks keeps what it wrote; the next attempt asks for the rest.
+        """
+        def attempt() -> None:
+            start = piece.next_offset
+            if start >= piece.end:
+                return
             started = time.monotonic()
-            response = self._get(remote, entry, start, end - 1, cancel)
+            response = self._get(remote, entry, start, piece.end - 1, cancel)
             cancel.watch(response)
             moved, failed = 0, None
             try:
@@ -628,13 +654,15 @@ class Transfer:
                 if not response.partial or response.start != start:
                     raise RemoteError(f"{entry.relative_path}: server ignored the Range header "
                                       f"(asked for offset {start})").with_context(expected=start, got=response.start)
-                if response.total_size is not None and response.total_size != size:
-                    raise IntegrityError(f"{entry.relative_path}: object size changed from {size} to "
+                if response.total_size is not None and response.total_size != layout.size:
+                    raise IntegrityError(f"{entry.relative_path}: object size changed from {layout.size} to "
                                          f"{response.total_size} during the download"
-                                         ).with_context(expected=size, got=response.total_size)
-                data = self._collect(response, expected, entry, progress, cancel)
-                moved = len(data)
-                return data
+                                         ).with_context(expected=layout.size, got=response.total_size)
+                before = piece.written
+                try:
+                    self._stream(response, sink, layout, piece, entry, progress, cancel)
+                finally:
+                    moved = piece.written - before
             except BaseException as exc:
                 failed = exc
                 raise
@@ -642,88 +670,93 @@ class Transfer:
                 cancel.unwatch(response)  # before it is closed: a cancel must never cut a pooled connection
                 self._end(response, moved, started, failed)
 
-        data: memoryview = self._retrying(f"{entry.relative_path} bytes {start}-{end - 1}", attempt,
-                                          cancel)  # type: ignore[assignment]
-        sink.write(data, start)
-        return data
+        try:
+            self._retrying(f"{entry.relative_path} bytes {piece.start}-{piece.end - 1}", attempt, cancel)
+        finally:
+            if ended:
+                layout.ended()
+
+    def _window(self) -> int:
+        """Parts one file may fetch ahead of its hashing position."""
+        return self.config.window or 2 * self.limiter.limit + 2
 
     def _fetch_parts(self, remote: Remote, entry: FileEntry, sink: Sink, size: int, done: list[list[int]],
                      first: tuple[RangeResponse, float] | None, progress: Progress | None,
                      token: CancelToken) -> str:
-        """Fetch every missing part and return the blake2b of the whole file, hashed in order.
+        """Fetch every missing byte and return the blake2b of the whole file, hashed in order.
 
-        ``first`` is the open first GET (its body not read yet, its memory slot taken), or
-        None when resuming. A part that fails for good stops this file's other parts;
-        cancelling ``token`` (Ctrl-C, a dead server) stops them all and cuts their sockets.
+        Parts stream to their offsets in the partial file; this thread hashes the file
+        from the page cache up to the first byte not written yet, while parts run ahead
+        (at most :meth:`_window` parts). ``first`` is the open first GET (its body not
+        read yet, its memory slot taken), or None when resuming. A part that fails for
+        good stops this file's other parts; cancelling ``token`` (Ctrl-C, a dead server)
+        stops them all and cuts their sockets.
         """
         cfg = self.config
-        parts = [(s, min(s + cfg.part_size, size)) for s in range(0, size, cfg.part_size)] or [(0, 0)]
+        layout = Layout(size, cfg.part_size, done)
+        to_fetch = layout.to_fetch
         hasher = new_hasher()
-        buffered: dict[int, memoryview] = {}
-        on_disk = {s for s, e in parts if _covered(done, s, e)}
-        to_fetch = [(s, e) for s, e in parts if e > s and not _covered(done, s, e)]
         cancel = token.child()
-        futures: dict[Future, tuple[int, int]] = {}
-        slotted: set[int] = set()  # parts holding one of the cache-wide memory slots
+        futures: dict[Future, Piece] = {}
         first_future: Future | None = None
-        if first is not None:
-            first_end = parts[0][1]
-            first_future = self.pool.submit(self._first_body, remote, entry, sink, first[0], first[1], first_end,
-                                            size, progress, cancel)
-            futures[first_future] = (0, first_end)
-            slotted.add(0)
-            to_fetch = [p for p in to_fetch if p[0] != 0]
         next_submit = 0
-        hash_index = 0  # index into parts of the next part to hash
+        if first is not None:
+            piece = to_fetch[0]
+            first_future = self.pool.submit(self._first_body, remote, entry, sink, layout, piece, first[0],
+                                            first[1], progress, cancel)
+            futures[first_future] = piece
+            next_submit = 1
+        pos = 0
+        buf = self._buffer()
+        view = memoryview(buf)
+        recorded, recorded_bytes = time.monotonic(), 0  # when the sidecar was last written, and what it held
         try:
-            while hash_index < len(parts):
-                # Keep the window full: fetch ahead of the hashing position, but not too far.
-                limit = self.limiter.limit
-                window = cfg.window or limit + 2
-                while (next_submit < len(to_fetch) and len(futures) < limit
-                       and len(futures) + len(buffered) < window):
-                    # Wait for a memory slot only while holding none; holding some, go and
-                    # hash or await those instead, so files never wait on each other in a cycle.
-                    if not self._take_slot(blocking=not slotted):
+            while pos < size:
+                seen = layout.finished  # read first: a fetch that ends after this wakes the wait below
+                # Keep the link busy: fetch ahead of the hashing position, but not too far.
+                horizon = pos + self._window() * cfg.part_size
+                while (next_submit < len(to_fetch) and len(futures) < self.limiter.limit
+                       and to_fetch[next_submit].start < horizon):
+                    # Wait for a memory slot only while no part of this file runs: a running
+                    # part gives its slot back without waiting for anything this thread does.
+                    if not self._take_slot(blocking=not futures):
                         break
-                    s, e = to_fetch[next_submit]
-                    slotted.add(s)
-                    fut = self.pool.submit(self._fetch_part, remote, entry, sink, s, e, size, progress, cancel)
-                    futures[fut] = (s, e)
+                    piece = to_fetch[next_submit]
+                    fut = self.pool.submit(self._fetch_part, remote, entry, sink, layout, piece, progress, cancel)
+                    futures[fut] = piece
                     next_submit += 1
-                # Hash everything contiguous from the current position.
-                progressed = False
-                while hash_index < len(parts):
-                    s, e = parts[hash_index]
-                    if e == s:
-                        hash_index += 1
-                        continue
-                    if s in buffered:
-                        view = buffered.pop(s)
-                        hasher.update(view)
-                        self._recycle(view)
-                        if s in slotted:
-                            slotted.discard(s)
-                            self._give_slot()
-                    elif s in on_disk:
-                        self._hash_from_disk(sink.fd, s, e, hasher)
-                    else:
-                        break
-                    hash_index += 1
-                    progressed = True
-                if hash_index >= len(parts):
+                # Hash everything on disk from the current position.
+                end = layout.readable_end(pos)
+                while pos < end:
+                    n = os.preadv(sink.fd, [view[:min(READ_SIZE, end - pos)]], pos)
+                    if not n:
+                        raise IntegrityError("partial file is shorter than its parts say")
+                    hasher.update(view[:n])
+                    pos += n
+                if pos >= size:
                     break
-                if progressed and next_submit < len(to_fetch) and len(futures) < self.limiter.limit:
-                    continue
-                if not futures:
-                    raise AssertionError("download stalled with nothing in flight")
-                finished, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+                finished = [f for f in futures if f.done()]
                 for fut in finished:
-                    s, e = futures.pop(fut)
-                    buffered[s] = fut.result()  # raises the part's error
-                    done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
-                if len(parts) > 1:  # a one-part file has nothing to resume
-                    self._write_sidecar(entry, size, done)
+                    futures.pop(fut)
+                    self._give_slot()
+                    fut.result()  # raises the part's error
+                if size > cfg.part_size:  # a one-part file has nothing to resume
+                    # After every part, and every second while parts stream in: a process killed
+                    # mid-part resumes after the bytes it wrote.
+                    now = time.monotonic()
+                    if finished or (now - recorded >= SIDECAR_EVERY and layout.written != recorded_bytes):
+                        recorded, recorded_bytes = now, layout.written
+                        self._write_sidecar(entry, size, layout.done_ranges())
+                if finished:
+                    continue
+                if not futures and next_submit >= len(to_fetch):
+                    raise AssertionError("download stalled with nothing in flight")
+                layout.wait(pos, seen, 0.25)
+            # Every byte is hashed; the last parts may still be closing their responses.
+            for fut in list(futures):
+                futures.pop(fut)
+                self._give_slot()
+                fut.result()
         except BaseException:
             cancel.cancel()  # wakes retry and slot waits, cuts the sockets of the parts being read
             for fut in futures:
@@ -731,31 +764,20 @@ class Transfer:
             wait(list(futures))  # let running parts stop before the fd closes
             if first_future is not None and first_future.cancelled() and first is not None:
                 cancel.unwatch(first[0])
-                self._end(first[0], 0, first[1])  # its body was never read: end the GET, free its slot
-            for fut, (s, e) in futures.items():
-                if not fut.cancelled() and fut.exception() is None:
-                    done = _merge([*map(tuple, done), (s, e)])  # type: ignore[arg-type]
+                self._end(first[0], 0, first[1])  # its body was never read: end the GET
+            for _ in futures:
+                self._give_slot()
+            futures.clear()
             try:
-                self._write_sidecar(entry, size, done)
+                self._write_sidecar(entry, size, layout.done_ranges())  # what got written is kept
             except StorageError:
                 pass
             raise
         finally:
             cancel.release()
-            for _ in slotted:
-                self._give_slot()
+            view.release()
+            self._recycle(buf)
         return hasher.hexdigest()
-
-    @staticmethod
-    def _hash_from_disk(fd: int, start: int, end: int, hasher: Any) -> None:
-        """Hash bytes a previous (interrupted) run already wrote: the resume case."""
-        offset = start
-        while offset < end:
-            chunk = os.pread(fd, min(4 * MiB, end - offset), offset)
-            if not chunk:
-                raise IntegrityError("partial file is shorter than its sidecar says")
-            hasher.update(chunk)
-            offset += len(chunk)
 
 
 def warn_if_publisher_mistake(entry: FileEntry, failures: list[IntegrityError]) -> str | None:
