@@ -16,6 +16,7 @@ from releasecache.manifest import FileEntry
 from releasecache.remote.http import HttpRemote
 from releasecache.store import Store
 from releasecache.transfer import Transfer, TransferConfig
+from releasecache.transfer.engine import START_PARTS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
@@ -29,10 +30,16 @@ DATA = hashlib.shake_256(b"adaptive").digest(6 * 1024 * KiB)  # 96 parts
 class RangeServer:
     """Serves DATA at /b/big.bin with Range; ``slowdown`` answers that many GETs with 503 SlowDown."""
 
-    def __init__(self, slowdown: int = 0) -> None:
+    def __init__(self, slowdown: int = 0, data: bytes = DATA) -> None:
         outer = self
         self.slowdown = slowdown
+        self.data = data
         self.lock = threading.Lock()
+        self.late: dict[int, float] = {}  # range start -> seconds its body waits after the headers
+        self.stall: int | None = None     # range start whose body stops half-way (until shutdown)
+        self.ranges: list[str] = []
+        self.finished: list[int] = []     # range starts, in the order their bodies were sent
+        self.stop = threading.Event()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -52,18 +59,31 @@ class RangeServer:
                     self.end_headers()
                     self.wfile.write(body)
                     return
-                start, end = 0, len(DATA) - 1
+                data = outer.data
+                start, end = 0, len(data) - 1
                 rng = self.headers.get("Range")
                 if rng:
+                    with outer.lock:
+                        outer.ranges.append(rng)
                     a, _, b = rng.removeprefix("bytes=").partition("-")
-                    start, end = int(a), min(int(b) if b else len(DATA) - 1, len(DATA) - 1)
+                    start, end = int(a), min(int(b) if b else len(data) - 1, len(data) - 1)
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(DATA)}")
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
                 else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(end - start + 1))
                 self.end_headers()
-                self.wfile.write(DATA[start:end + 1])
+                if start == outer.stall:
+                    self.wfile.write(data[start:start + (end + 1 - start) // 2])
+                    self.wfile.flush()
+                    outer.stop.wait(60)
+                    return
+                if start in outer.late:
+                    self.wfile.flush()
+                    outer.stop.wait(outer.late[start])
+                self.wfile.write(data[start:end + 1])
+                with outer.lock:
+                    outer.finished.append(start)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -71,6 +91,7 @@ class RangeServer:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -99,19 +120,26 @@ def server():
 
 def test_parts_in_flight_grow_on_a_capped_link(tmp_path, server):
     # Each connection is capped at 1 MB/s: more parts in flight move proportionally more bytes,
-    # so the engine must go beyond the 8 it starts with.
+    # so the engine must go beyond the 16 it starts with.
     with Shaper(("127.0.0.1", server.port), Profile("capped", 0.004, conn_rate=1 * MB)) as sh:
         transfer = _fetch(tmp_path, f"{sh.url}/b", max_buffered_parts=24)
-    assert transfer.limiter.peak > 8, transfer.limiter.history
-    assert transfer.limiter.limit > 8
+    assert transfer.limiter.peak > START_PARTS, transfer.limiter.history
+    assert transfer.limiter.limit > START_PARTS
     assert transfer.stats["peak_buffered_parts"] <= 24
 
 
 def test_never_exceeds_the_memory_budget(tmp_path, server):
+    # Six part buffers: the parts in flight beyond them stream through one read buffer each.
     with Shaper(("127.0.0.1", server.port), Profile("capped", 0.004, conn_rate=1 * MB)) as sh:
         transfer = _fetch(tmp_path, f"{sh.url}/b", max_buffered_parts=6)
     assert 1 <= transfer.stats["peak_buffered_parts"] <= 6
-    assert transfer.limiter.peak <= 6
+    assert transfer.limiter.peak > 6 and transfer.stats["streamed_parts"] > 0
+
+
+def test_never_exceeds_the_parts_ceiling(tmp_path, server):
+    with Shaper(("127.0.0.1", server.port), Profile("capped", 0.004, conn_rate=1 * MB)) as sh:
+        transfer = _fetch(tmp_path, f"{sh.url}/b", max_parts=6)
+    assert transfer.limiter.peak <= 6 and transfer.stats["peak_parts"] <= 6
 
 
 def test_a_fixed_number_is_kept(tmp_path, server):
@@ -134,6 +162,84 @@ def test_slowdown_halves_the_parts_in_flight(tmp_path):
     finally:
         srv.close()
     assert transfer.stats["retries"] >= 3
-    # Three refusals halve the starting 8 to the minimum of 2 before anything is measured;
+    # Three refusals halve the starting 16 to 2 (the minimum) before anything is measured;
     # growth then starts again from there.
     assert transfer.limiter.history and transfer.limiter.history[0][1] == 2
+
+
+def test_a_late_front_part_is_hashed_in_order(tmp_path, server):
+    # The second part's body waits a second after its headers: the parts behind it arrive first,
+    # most of them streamed to disk (one part buffer only), and the hash still runs in file order.
+    server.late[PART] = 1.0
+    with Shaper(("127.0.0.1", server.port), Profile("capped", 0.004, conn_rate=4 * MB)) as sh:
+        transfer = _fetch(tmp_path, f"{sh.url}/b", max_buffered_parts=1)
+    assert server.finished.index(PART) > 4, server.finished[:10]  # it really came late
+    assert transfer.stats["streamed_parts"] > 0
+
+
+def test_sixty_four_parts_in_flight_hold_one_read_buffer_each(tmp_path, server):
+    with Shaper(("127.0.0.1", server.port), Profile("capped", 0.004, conn_rate=1 * MB)) as sh:
+        transfer = _fetch(tmp_path, f"{sh.url}/b", max_parts_in_flight=64, max_buffered_parts=2)
+    assert transfer.limiter.peak > 32
+    assert transfer.stats["peak_buffered_parts"] <= 2
+    # Streamed parts reuse 512 KiB read buffers: never more than the parts at once, plus the hash's own.
+    assert transfer.stats["read_buffers"] <= transfer.stats["peak_parts"] + 1
+
+
+CHILD = """
+import sys
+from releasecache.manifest import FileEntry
+from releasecache.remote.http import HttpRemote
+from releasecache.store import Store
+from releasecache.transfer import Transfer, TransferConfig
+url, cache, digest, part = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+entry = FileEntry(name="1", url="https://b.s3.amazonaws.com/big.bin", version_id="", bucket="b", key="big.bin",
+                  relative_path="big.bin", file_hash=digest, size=None)
+Transfer(Store(cache), TransferConfig(part_size=part, max_buffered_parts=1)).fetch(HttpRemote(url), entry)
+"""
+
+
+def test_a_process_killed_mid_part_resumes_after_the_bytes_it_wrote(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import time
+
+    part = 2 * 1024 * KiB
+    data = hashlib.shake_256(b"killed").digest(3 * part)
+    digest = hashlib.blake2b(data).hexdigest()
+    srv = RangeServer(data=data)
+    srv.stall = 2 * part  # the last part sends half its bytes, then hangs
+    store = Store(tmp_path / "cache")
+    try:
+        child = subprocess.Popen([sys.executable, "-c", CHILD, f"http://127.0.0.1:{srv.port}/b",
+                                  str(tmp_path / "cache"), digest, str(part)])
+        try:
+            deadline = time.monotonic() + 60
+            done: list = []
+            while time.monotonic() < deadline:
+                try:
+                    done = json.loads(store.sidecar_path(digest).read_text())["done"]
+                except (OSError, ValueError, KeyError):
+                    done = []
+                if any(a <= 2 * part < b for a, b in done):
+                    break
+                time.sleep(0.05)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        kept = max(b for a, b in done if a <= 2 * part < b)
+        assert 2 * part < kept <= 2 * part + part // 2  # part of the hanging part is on record
+        srv.stall = None
+        srv.ranges.clear()
+        path = Transfer(store, TransferConfig(part_size=part)).fetch(
+            HttpRemote(f"http://127.0.0.1:{srv.port}/b"), _entry_for(digest))
+        assert path.read_bytes() == data
+        assert srv.ranges == [f"bytes={kept}-{3 * part - 1}"], srv.ranges  # only what the kill left out
+    finally:
+        srv.close()
+
+
+def _entry_for(digest: str) -> FileEntry:
+    return FileEntry(name="1", url="https://b.s3.amazonaws.com/big.bin", version_id="", bucket="b",
+                     key="big.bin", relative_path="big.bin", file_hash=digest, size=None)

@@ -220,11 +220,12 @@ def test_two_processes_one_download(tmp_path, toy_bucket, proxy):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("slots", [1, 2])
 def test_tight_memory_budget_never_deadlocks(make_cache, toy_bucket, toy_release, slots):
-    """With only one or two part buffers for the whole cache, eight files at once still all complete."""
-    cache = make_cache(max_buffered_parts=slots)
+    """With only one or two parts (and part buffers) for the whole cache, eight files at once still all complete."""
+    cache = make_cache(max_buffered_parts=slots, max_parts=slots)
     _load_first(cache, toy_bucket)
     report = cache.prefetch(progress=False, max_files=8)
     assert report.ok and len(report.fetched) == 10
     assert cache.cache_dir.joinpath(f"{PROJECT}-0.1.0", BIG).read_bytes() == (toy_release["0.1.0"] / PROJECT / BIG).read_bytes()
     assert cache.transfer._slots._value == slots  # every slot was given back
-    assert cache.transfer._free == []  # and an idle cache holds no part buffers
+    assert cache.transfer._part_buffers == 0  # and every part buffer
+    assert cache.transfer._free == [] and cache.transfer._free_reads == []  # an idle cache holds no buffers

@@ -83,3 +83,21 @@ def test_bounds_are_checked():
         AdaptiveConcurrency(minimum=0)
     with pytest.raises(ValueError):
         AdaptiveConcurrency(minimum=8, maximum=4)
+
+
+def test_a_cpu_bound_link_does_not_grow():
+    # More parts always move more bytes on this link, but the process keeps both cores busy:
+    # the limit stays where it started (more parts would only add copying).
+    clock = Clock()
+    ctl = AdaptiveConcurrency(start=16, maximum=64, epoch=0.1, clock=clock, cpu_clock=lambda: 1.9 * clock.now,
+                              cpus=2)
+    drive(ctl, clock, lambda n: n * 10e6, seconds=20)
+    assert ctl.limit == 16 and ctl.cpu_bound_epochs > 0
+
+
+def test_idle_cores_let_it_grow():
+    clock = Clock()
+    ctl = AdaptiveConcurrency(start=16, maximum=64, epoch=0.1, clock=clock, cpu_clock=lambda: 0.8 * clock.now,
+                              cpus=2)
+    drive(ctl, clock, lambda n: n * 10e6, seconds=20)
+    assert ctl.limit == 64 and ctl.cpu_bound_epochs == 0

@@ -11,11 +11,15 @@ resets), always within a hard maximum set by the memory budget.
 Throughput is measured over *epochs*: an epoch starts with the first part after an idle
 spell, and ends when at least ``epoch`` seconds and one part's duration have passed and
 half the slots have completed a part; its rate is compared with the previous level's. Growth needs demand: if fewer parts were wanted than
-allowed, the limit is not what holds the download back, and it is left alone.
+allowed, the limit is not what holds the download back, and it is left alone. Growth also needs
+idle CPU: an epoch in which the process kept (nearly) every core busy was bound by hashing and
+copying, not by the link, and more parts would only add work (on loopback and in-region links,
+the first epoch's gain over a cold start would otherwise look like a reason to grow).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Callable
@@ -36,6 +40,12 @@ class AdaptiveConcurrency:
         A level counts as faster when its rate is at least ``growth`` times the previous level's.
     clock
         Time source (monotonic seconds).
+    cpu_clock
+        The process's CPU seconds (all threads); None: never judge an epoch CPU-bound.
+    cpus
+        Cores the process may use; an epoch that used ``busy`` of them or more does not grow.
+    busy
+        Fraction of ``cpus`` that counts as CPU-bound.
 
     Attributes
     ----------
@@ -46,15 +56,20 @@ class AdaptiveConcurrency:
     """
 
     def __init__(self, start: int = 4, minimum: int = 2, maximum: int = 32, *, epoch: float = 0.25,
-                 growth: float = 1.25, clock: Callable[[], float] = time.monotonic) -> None:
+                 growth: float = 1.25, clock: Callable[[], float] = time.monotonic,
+                 cpu_clock: Callable[[], float] | None = time.process_time, cpus: int | None = None,
+                 busy: float = 0.85) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
         self._limit = max(minimum, min(start, maximum))
         self.epoch, self.growth, self.clock = epoch, growth, clock
+        self.cpu_clock, self.busy = cpu_clock, busy
+        self.cpus = cpus or _usable_cpus()
         self.in_flight = 0
         self.peak = 0
         self.history: list[tuple[float, int, float]] = []
+        self.cpu_bound_epochs = 0  # epochs that did not grow because every core was busy
         self._cond = threading.Condition()
         self._settled = 0        # epochs in a row without a gain: two settle the limit
         self._best: float | None = None  # rate at the previous level
@@ -68,6 +83,7 @@ class AdaptiveConcurrency:
 
     def _reset_epoch(self, now: float) -> None:
         self._t0 = now
+        self._cpu0 = self.cpu_clock() if self.cpu_clock is not None else 0.0
         self._bytes = 0
         self._done = 0
         self._demand = False
@@ -95,7 +111,7 @@ class AdaptiveConcurrency:
 
     def _take(self) -> None:
         if self.in_flight == 0 and self._done == 0:
-            self._t0 = self.clock()  # idle until now: the epoch starts with the first part
+            self._reset_epoch(self.clock())  # idle until now: the epoch starts with the first part
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         if self.in_flight >= self._limit:
@@ -128,10 +144,16 @@ class AdaptiveConcurrency:
         if elapsed < max(self.epoch, self._part_seconds) or 2 * self._done < self._limit:
             return
         rate = self._bytes / elapsed if elapsed > 0 else 0.0
+        cpu_bound = (self.cpu_clock is not None and elapsed > 0
+                     and (self.cpu_clock() - self._cpu0) / elapsed >= self.busy * self.cpus)
         self.history.append((now, self._limit, rate))
         demand = self._demand
         self._reset_epoch(now)
         if not demand or self._settled >= 2 or self._limit >= self.maximum:
+            return
+        if cpu_bound:
+            self.cpu_bound_epochs += 1
+            self._best = rate if self._best is None else max(self._best, rate)
             return
         if self._best is None or rate >= self._best * self.growth:
             # The first measurement and nearly linear gains (more parts, proportionally more
@@ -144,6 +166,13 @@ class AdaptiveConcurrency:
         else:
             self._settled += 1
             self._best = max(self._best, rate)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 __all__ = ["AdaptiveConcurrency"]

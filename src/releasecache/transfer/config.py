@@ -22,7 +22,7 @@ class TransferConfig:
         Ranged GETs running at once across all files of one cache. ``None`` (the
         default): found while downloading, starting at 16, growing while the measured
         throughput grows, halving when the server pushes back (``SlowDown``, 5xx,
-        resets), never above ``max_buffered_parts``
+        resets), never above ``max_parts``
         (:class:`~releasecache.transfer.concurrency.AdaptiveConcurrency`). A number
         fixes it.
     window
@@ -38,16 +38,22 @@ class TransferConfig:
     integrity_attempts
         Whole-file downloads tried when the hash does not match.
     direct_io
-        Kept for compatibility; it has no effect. Parts stream to their offsets
+        Write whole-part buffers with ``O_DIRECT`` where the filesystem allows it
+        (no page-cache copy, little left for the final fsync). Streamed parts go
         through the page cache, which the in-order hash reads back, and the kernel
-        is told to start writing them out at once, so the fsync before publishing
-        has little left to do.
+        is told to start writing them out at once.
     max_buffered_parts
-        The memory budget: parts in flight at once across all files of one cache,
-        first parts included. Each holds one 1 MiB read buffer (a part streams to
-        disk as it arrives and is hashed from the page cache), so buffers never
-        exceed ``max_buffered_parts`` MiB (64 MiB by default). It also caps the
-        adaptive parts in flight and sizes the connection pool.
+        The memory budget: whole-part buffers in memory at once across all files
+        of one cache (in flight or waiting to be hashed), so they never exceed
+        ``max_buffered_parts * part_size`` (96 MiB by default). A part with a
+        buffer is read into it, written once (``O_DIRECT`` where aligned) and hashed
+        from memory; parts in flight beyond the budget stream to disk through a
+        512 KiB read buffer each and are hashed from the page cache, so more parts in
+        flight cost little memory.
+    max_parts
+        The most parts in flight at once across all files of one cache: the ceiling
+        of the adaptive limit, the part pool's threads and the connection pool's size
+        (64 by default, so at most 32 MiB of read buffers beyond the part buffers).
     """
 
     part_size: int = 8 * MiB
@@ -58,20 +64,21 @@ class TransferConfig:
     backoff_max: float = 30.0
     integrity_attempts: int = 3
     direct_io: bool = True
-    max_buffered_parts: int = 64
+    max_buffered_parts: int = 12
+    max_parts: int = 64
 
     def __post_init__(self) -> None:
         if self.part_size < 64 * 1024:
             raise ValueError("part_size must be at least 64 KiB")
-        numbers = [self.max_attempts, self.max_buffered_parts,
+        numbers = [self.max_attempts, self.max_buffered_parts, self.max_parts,
                    *(v for v in (self.max_parts_in_flight, self.window) if v is not None)]
         if min(numbers) < 1:
-            raise ValueError("max_parts_in_flight, window, max_attempts and max_buffered_parts must be >= 1")
+            raise ValueError("max_parts_in_flight, window, max_attempts, max_buffered_parts and max_parts must be >= 1")
 
     @property
     def max_connections(self) -> int:
         """The most ranged GETs that can run at once (the connection pool a remote needs)."""
-        return self.max_parts_in_flight or self.max_buffered_parts
+        return self.max_parts_in_flight or self.max_parts
 
     @property
     def retry(self) -> RetryPolicy:

@@ -57,7 +57,8 @@ from .sink import Sink
 log = logging.getLogger("releasecache")
 
 READ_SIZE = MiB  # bytes per socket read: small enough for smooth progress and prompt cancels
-# Parts in flight at first: loopback loses nothing with 16, a long capped link needs them at once.
+STREAM_READ = 512 * 1024  # bytes per write of a streamed part: its whole memory
+# Parts in flight at first: a long capped link needs them at once, and loopback loses little with them.
 START_PARTS = 16
 SIDECAR_EVERY = 1.0  # seconds between sidecar updates while parts stream in
 Progress = Callable[[int], None]
@@ -102,8 +103,8 @@ class FetchOutcome:
 
 
 def _limiter(config: TransferConfig) -> AdaptiveConcurrency:
-    """Parts in flight: a fixed number if configured, else adaptive within the memory budget."""
-    budget = config.max_buffered_parts
+    """Parts in flight: a fixed number if configured, else adaptive up to ``max_parts``."""
+    budget = config.max_parts
     if config.max_parts_in_flight:
         n = min(config.max_parts_in_flight, budget)
         return AdaptiveConcurrency(start=n, minimum=n, maximum=n)
@@ -123,17 +124,22 @@ class Transfer:
         self.config = config or TransferConfig()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        self._free: list[mmap.mmap] = []
+        self._free: list[mmap.mmap] = []        # whole-part buffers
+        self._free_reads: list[mmap.mmap] = []  # socket-read buffers of streamed parts
+        self._part_buffers = 0  # whole-part buffers in use, within max_buffered_parts
         self._active = 0  # downloads running; the buffer pool is emptied when it drops to 0
-        self._slots = threading.BoundedSemaphore(self.config.max_buffered_parts)
+        self._slots = threading.BoundedSemaphore(self.config.max_parts)
         self._slots_held = 0
         self.limiter = _limiter(self.config)
-        self.stats = {"requests": 0, "bytes": 0, "retries": 0, "peak_buffered_parts": 0}
+        self.stats = {"requests": 0, "bytes": 0, "retries": 0, "peak_buffered_parts": 0, "peak_parts": 0,
+                      "streamed_parts": 0, "read_buffers": 0}
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_pool"] = None
         state["_free"] = []
+        state["_free_reads"] = []
+        state["_part_buffers"] = 0
         state["_active"] = 0
         state["_slots_held"] = 0
         state.pop("_pool_lock", None)
@@ -144,7 +150,7 @@ class Transfer:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._pool_lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(self.config.max_buffered_parts)
+        self._slots = threading.BoundedSemaphore(self.config.max_parts)
         self.limiter = _limiter(self.config)
 
     @property
@@ -154,7 +160,7 @@ class Transfer:
                 if self._pool is None:
                     # One thread per memory slot: every task holds a slot, so no task ever queues behind
                     # tasks that wait for a parts-in-flight slot a queued first part holds (a deadlock).
-                    self._pool = ThreadPoolExecutor(self.config.max_buffered_parts, thread_name_prefix="rc-part")
+                    self._pool = ThreadPoolExecutor(self.config.max_parts, thread_name_prefix="rc-part")
         return self._pool
 
     @property
@@ -165,13 +171,30 @@ class Transfer:
     # -- the memory budget and the parts-in-flight limit ------------------------------
 
     def _take_slot(self, blocking: bool) -> bool:
-        """One part buffer of the cache-wide budget (``max_buffered_parts``)."""
+        """One part of the cache-wide bound on parts submitted (``max_parts``, the pool's threads)."""
         if not self._slots.acquire(blocking=blocking):
             return False
         with self._pool_lock:
             self._slots_held += 1
-            self.stats["peak_buffered_parts"] = max(self.stats["peak_buffered_parts"], self._slots_held)
+            self.stats["peak_parts"] = max(self.stats["peak_parts"], self._slots_held)
         return True
+
+    def _part_buffer(self) -> mmap.mmap | None:
+        """A whole-part buffer if the memory budget (``max_buffered_parts``) has one free, else None."""
+        with self._pool_lock:
+            if self._part_buffers >= self.config.max_buffered_parts:
+                return None
+            self._part_buffers += 1
+            self.stats["peak_buffered_parts"] = max(self.stats["peak_buffered_parts"], self._part_buffers)
+            if self._free:
+                return self._free.pop()
+        return mmap.mmap(-1, self.config.part_size)  # page-aligned, so parts can be written with O_DIRECT
+
+    def _give_part_buffer(self, buf: mmap.mmap) -> None:
+        with self._pool_lock:
+            self._part_buffers -= 1
+            if len(self._free) < self.config.max_buffered_parts:
+                self._free.append(buf)
 
     def _give_slot(self) -> None:
         with self._pool_lock:
@@ -261,6 +284,7 @@ class Transfer:
                 self._active -= 1
                 if not self._active:
                     self._free.clear()  # an idle process keeps no part buffers
+                    self._free_reads.clear()
 
     @staticmethod
     def _counting(progress: Progress | None, outcome: FetchOutcome) -> Progress:
@@ -451,7 +475,7 @@ class Transfer:
         first: tuple[RangeResponse, float] | None = None
         if state is None:
             self._discard(h)
-            self._take_slot(blocking=True)  # the first part's buffer; this file holds no other slot
+            self._take_slot(blocking=True)  # the first part's slot; this file holds no other
             try:
                 response, started = self._first_part(remote, entry, token, outcome)
             except BaseException:
@@ -480,8 +504,7 @@ class Transfer:
                 fd = os.open(partial, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o666)  # the umask decides
             except OSError as exc:
                 raise StorageError.from_os_error(exc, f"cannot create {partial}") from None
-            # Parts stream through the page cache: hashing reads them back from it.
-            sink = Sink(partial, fd, direct=False)
+            sink = Sink(partial, fd, direct=self.config.direct_io)
             if state is None:
                 try:
                     os.ftruncate(fd, size)
@@ -515,51 +538,65 @@ class Transfer:
     def _buffer(self) -> mmap.mmap:
         """A socket-read buffer from the pool (reused, so memory stays flat over long jobs)."""
         with self._pool_lock:
-            if self._free:
-                return self._free.pop()
-        return mmap.mmap(-1, READ_SIZE)
+            if self._free_reads:
+                return self._free_reads.pop()
+            self.stats["read_buffers"] += 1
+        return mmap.mmap(-1, STREAM_READ)
 
     def _recycle(self, buf: mmap.mmap) -> None:
         with self._pool_lock:
-            if len(self._free) < self.config.max_buffered_parts:
-                self._free.append(buf)
+            if len(self._free_reads) < self.config.max_parts:
+                self._free_reads.append(buf)
 
     def _stream(self, response: RangeResponse, sink: Sink, layout: Layout, piece: Piece, entry: FileEntry,
                 progress: Progress | None, cancel: CancelToken | None) -> int:
-        """Write the body of ``response`` (the rest of ``piece``) to its offsets, one socket read at a time.
+        """Read the body of ``response`` (the rest of ``piece``) and write it at its offsets; return its bytes.
 
-        Every read is on disk (page cache) before ``layout`` hears of it, so the hash and a
-        sidecar only ever see written bytes; what arrived is kept if the connection breaks.
-        Returns the bytes moved.
+        A piece with a whole-part buffer (``piece.buffer``) is read into it and written once
+        (``O_DIRECT`` where aligned); the hash reads it from there. Any other piece streams:
+        every 512 KiB read is written (page cache) before ``layout`` hears of it, and the hash
+        reads it back from the page cache. Either way a sidecar only ever sees written
+        bytes, and what arrived is written and kept if the connection breaks.
         """
         expected = piece.end - piece.next_offset
         if response.length is not None and response.length != expected:
             raise TransientRemoteError(
                 f"{entry.relative_path}: server announced {response.length} bytes for a range of {expected} "
                 f"(offset {response.start})")
-        buf = self._buffer()
+        whole = piece.buffer is not None
+        if whole:
+            buf, base = piece.buffer, piece.written  # the part's bytes so far are in the buffer
+        else:
+            buf, base = self._buffer(), 0
+            self.stats["streamed_parts"] += 1
         view = memoryview(buf)
-        got = 0
+        got = 0       # bytes read in this call
+        pending = 0   # of those, not written yet (whole-part buffer: all until the end)
         try:
             ended = False
             while got < expected and not ended:
                 if cancel is not None and cancel.is_set():
                     raise stop_error(cancel)
-                # Fill the buffer before writing: a socket read may return a few kB, and each
+                # Fill a whole read before writing: a socket read may return a few kB, and each
                 # write wakes the hashing thread.
-                want = min(READ_SIZE, expected - got)
+                at = base + got if whole else 0
+                want = min(READ_SIZE if whole else STREAM_READ, expected - got)
                 filled = 0
                 while filled < want:
-                    n = response.readinto(view[filled:want])
+                    n = response.readinto(view[at + filled:at + want])
                     if not n:
                         ended = True
                         break
                     filled += n
+                    if whole:
+                        got += n
+                        pending += n
                 if not filled:
                     break
-                sink.write(view[:filled], piece.next_offset)
-                got += filled
-                layout.wrote(piece, filled)
+                if not whole:
+                    sink.write(view[:filled], piece.next_offset)
+                    got += filled
+                    layout.wrote(piece, filled)
                 if progress:
                     progress(filled)
             if got != expected:
@@ -571,8 +608,12 @@ class Transfer:
                     f"{entry.relative_path}: server sent more than the {expected} bytes asked for "
                     f"(from offset {response.start})")
         finally:
+            if pending:  # what reached the buffer is written, even when the connection broke
+                sink.write(view[base:base + pending], piece.next_offset)
+                layout.wrote(piece, pending)
             view.release()
-            self._recycle(buf)
+            if not whole:
+                self._recycle(buf)
             self.stats["bytes"] += got
         return got
 
@@ -685,10 +726,11 @@ class Transfer:
                      token: CancelToken) -> str:
         """Fetch every missing byte and return the blake2b of the whole file, hashed in order.
 
-        Parts stream to their offsets in the partial file; this thread hashes the file
-        from the page cache up to the first byte not written yet, while parts run ahead
-        (at most :meth:`_window` parts). ``first`` is the open first GET (its body not
-        read yet, its memory slot taken), or None when resuming. A part that fails for
+        Parts are written at their offsets in the partial file; this thread hashes the
+        file up to the first byte not written yet, from a part's buffer where it has one
+        (within the memory budget) and from the page cache where it streamed, while
+        parts run ahead (at most :meth:`_window` parts). ``first`` is the open first GET
+        (its body not read yet, its part slot taken), or None when resuming. A part that fails for
         good stops this file's other parts; cancelling ``token`` (Ctrl-C, a dead server)
         stops them all and cuts their sockets.
         """
@@ -702,6 +744,7 @@ class Transfer:
         next_submit = 0
         if first is not None:
             piece = to_fetch[0]
+            piece.buffer = self._part_buffer()
             first_future = self.pool.submit(self._first_body, remote, entry, sink, layout, piece, first[0],
                                             first[1], progress, cancel)
             futures[first_future] = piece
@@ -722,13 +765,24 @@ class Transfer:
                     if not self._take_slot(blocking=not futures):
                         break
                     piece = to_fetch[next_submit]
+                    piece.buffer = self._part_buffer()  # None beyond the memory budget: it streams
                     fut = self.pool.submit(self._fetch_part, remote, entry, sink, layout, piece, progress, cancel)
                     futures[fut] = piece
                     next_submit += 1
-                # Hash everything on disk from the current position.
+                # Hash everything written from the current position.
                 end = layout.readable_end(pos)
                 while pos < end:
-                    n = os.preadv(sink.fd, [view[:min(READ_SIZE, end - pos)]], pos)
+                    piece = layout.piece_at(pos)
+                    stop = min(end, piece.end)
+                    if piece.buffer is not None:
+                        with memoryview(piece.buffer) as part:
+                            hasher.update(part[pos - piece.start:stop - piece.start])
+                        pos = stop
+                        if pos == piece.end:
+                            self._give_part_buffer(piece.buffer)
+                            piece.buffer = None
+                        continue
+                    n = os.preadv(sink.fd, [view[:min(STREAM_READ, stop - pos)]], pos)
                     if not n:
                         raise IntegrityError("partial file is shorter than its parts say")
                     hasher.update(view[:n])
@@ -777,6 +831,10 @@ class Transfer:
             cancel.release()
             view.release()
             self._recycle(buf)
+            for piece in to_fetch:  # parts not hashed (a failure): their buffers go back
+                if piece.buffer is not None:
+                    self._give_part_buffer(piece.buffer)
+                    piece.buffer = None
         return hasher.hexdigest()
 
 

@@ -11,7 +11,8 @@ flight, not one part buffer, and a slow part never holds finished ones in memory
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from .resume import merge
 
@@ -24,6 +25,7 @@ class Piece:
     end: int
     written: int = 0
     fetch: bool = True  # False: resumed from an earlier run, all on disk already
+    buffer: Any = field(default=None, repr=False)  # a whole-part buffer holding the piece, if it has one
 
     @property
     def next_offset(self) -> int:
@@ -75,13 +77,15 @@ class Layout:
         self.finished = 0  # pieces whose fetch ended (done or failed): wakes the hashing thread
         self.written = 0   # bytes written by fetches so far
         self._cursor = 0   # index of the piece holding the hash position
+        self._readable = 0  # the end of the readable run, when last asked
 
     def wrote(self, piece: Piece, nbytes: int) -> None:
         """``nbytes`` more of ``piece`` are on disk (called after they were written)."""
         with self.cond:
             piece.written += nbytes
             self.written += nbytes
-            self.cond.notify_all()
+            if piece.start <= self._readable:  # only bytes that extend the readable run wake the hash
+                self.cond.notify_all()
 
     def ended(self) -> None:
         """One fetch ended, well or not."""
@@ -104,7 +108,16 @@ class Layout:
                 if not p.complete:
                     break
                 i += 1
-            return max(end, pos)
+            self._readable = max(end, pos)
+            return self._readable
+
+    def piece_at(self, pos: int) -> Piece:
+        """The piece holding byte ``pos`` (at or after the hash position last asked about)."""
+        with self.cond:
+            i = self._cursor
+            while self.pieces[i].end <= pos:
+                i += 1
+            return self.pieces[i]
 
     def wait(self, pos: int, finished: int, timeout: float) -> None:
         """Wait until bytes past ``pos`` are readable or a fetch ended since ``finished`` was read."""
