@@ -67,8 +67,18 @@ def test_returned_frames_are_safe_to_mutate(project):
     units = cache.get_unit_table()
     units["firing_rate"] = -1.0
     units.loc[units.index[0], "structure_acronym"] = "changed"
+    # In-place edits of the shared blocks and of the axes (the copy is shallow under copy-on-write).
+    units.iloc[0, units.columns.get_loc("snr")] = -123.0
+    units["amplitude"] *= 0
+    units.index.name = "renamed"
+    units.columns.name = "renamed too"
     again = cache.get_unit_table()
     assert (again["firing_rate"] != -1.0).all() and "changed" not in set(again["structure_acronym"])
+    assert again["snr"].iloc[0] != -123.0 and (again["amplitude"] != 0).any()
+    assert again.index.name == "unit_id" and again.columns.name is None
+    sessions = cache.get_ecephys_session_table(filter_abnormalities=False)
+    sessions.iloc[0, 0] = None
+    assert cache.get_ecephys_session_table(filter_abnormalities=False).iloc[0, 0] is not None
 
 
 def test_warm_reload_uses_the_columnar_sidecar(project, tmp_path):

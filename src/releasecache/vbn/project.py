@@ -24,7 +24,7 @@ from ..manifest import Manifest, ManifestDiff, parse_semver
 from ..transfer import TransferConfig
 from .nwb import BehaviorSession, EcephysSession, ProbeMeta
 from .streaming import open_data
-from .tables import filter_abnormal_sessions, load_table
+from .tables import filter_abnormal_sessions, independent_copy, load_table
 
 if TYPE_CHECKING:
     from ..cache.prefetch import PrefetchReport
@@ -241,23 +241,23 @@ class ProjectCache:
         histology or activity are dropped.
         """
         frame = self._table("ecephys_sessions")
-        return filter_abnormal_sessions(frame) if filter_abnormalities else frame.copy()
+        return filter_abnormal_sessions(frame) if filter_abnormalities else independent_copy(frame)
 
     def get_behavior_session_table(self) -> pd.DataFrame:
         """One row per behavior session, indexed by ``behavior_session_id``."""
-        return self._table("behavior_sessions").copy()
+        return independent_copy(self._table("behavior_sessions"))
 
     def get_probe_table(self) -> pd.DataFrame:
         """One row per probe, indexed by ``ecephys_probe_id``."""
-        return self._table("probes").copy()
+        return independent_copy(self._table("probes"))
 
     def get_channel_table(self) -> pd.DataFrame:
         """One row per channel, indexed by ``ecephys_channel_id``."""
-        return self._table("channels").copy()
+        return independent_copy(self._table("channels"))
 
     def get_unit_table(self) -> pd.DataFrame:
         """One row per unit, indexed by ``unit_id``."""
-        return self._table("units").copy()
+        return independent_copy(self._table("units"))
 
     # -- file ids ----------------------------------------------------------------------
 

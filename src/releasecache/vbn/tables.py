@@ -9,8 +9,9 @@ Typing follows the reference reader of the Visual Behavior Neuropixels release:
 * one index column per table (:data:`INDEX_COLUMNS`).
 
 Reloading is fast: the typed frame is stored once as an uncompressed Arrow
-IPC (Feather v2) file, read back memory-mapped, named after the CSV's blake2b content hash, and an unchanged CSV is
-read back from it instead of being parsed again. The sidecar is written
+IPC (Feather v2) file of one record batch, named after the CSV's blake2b
+content hash, and an unchanged CSV is read back from it, memory-mapped,
+instead of being parsed again. The sidecar is written
 atomically (temporary file, fsync, :func:`os.replace`), so a reader never sees
 a partial one; an unreadable sidecar is ignored, removed and rebuilt.
 """
@@ -56,8 +57,8 @@ NULLABLE_INT_TABLES: frozenset[str] = frozenset({"ecephys_sessions", "behavior_s
 
 ABNORMALITY_COLUMNS: tuple[str, ...] = ("abnormal_histology", "abnormal_activity")
 
-SIDECAR_FORMAT = 1
-"""Bump when the typing rules change, so old sidecars are not reused."""
+SIDECAR_FORMAT = 2
+"""Bump when the typing rules or the layout change, so old sidecars are not reused (2: one record batch)."""
 
 _OBJECT_TEXT = int(pd.__version__.split(".", 1)[0]) < 3
 """pandas < 3 keeps text as Python objects; pandas >= 3 has an Arrow-backed string dtype."""
@@ -155,13 +156,38 @@ def sidecar_path(sidecar_dir: Path, name: str, content_hash: str) -> Path:
     return Path(sidecar_dir) / f"{content_hash}.{name}.v{SIDECAR_FORMAT}-pd{pandas_major}.arrow"
 
 
+def copy_on_write() -> bool:
+    """True if pandas copies a column before writing to it (pandas >= 3, or the option set in pandas 2).
+
+    Only then may frames share columns (a zero-copy sidecar read, a shallow copy for a caller).
+    """
+    return not _OBJECT_TEXT or getattr(pd.options.mode, "copy_on_write", False) is True
+
+
+def independent_copy(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` that the caller may change without changing ``frame``.
+
+    Under copy-on-write a shallow copy is one (data is copied when either side
+    writes), with its own index and columns objects so that renaming them stays
+    local too; otherwise, a deep copy.
+    """
+    if not copy_on_write():
+        return frame.copy()
+    out = frame.copy(deep=False)
+    out.index = frame.index.copy()
+    out.columns = frame.columns.copy()
+    return out
+
+
 def _read_sidecar(path: Path, name: str) -> pd.DataFrame | None:
     import pyarrow as pa  # noqa: PLC0415 - pyarrow is only needed with a sidecar
     from pyarrow import feather  # noqa: PLC0415
 
     try:
-        # Memory-mapped and uncompressed: to_pandas() copies the numeric
-        # columns into fresh blocks, which is the only real work left.
+        # Memory-mapped, uncompressed, one record batch: to_pandas() copies each
+        # dtype's columns into one writable block in a single pass, the only
+        # real work left. (Zero-copy views of the mapping would be read-only,
+        # and a frame that owns them alone could not be written to at all.)
         frame = _from_arrow(feather.read_table(str(path), memory_map=True), name)
     except FileNotFoundError:
         return None
@@ -243,6 +269,14 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
+def _remove_older_formats(path: Path) -> None:
+    """Remove the sidecars of the same table written in an older format (they are never read again)."""
+    for version in range(1, SIDECAR_FORMAT):
+        old = path.with_name(path.name.replace(f".v{SIDECAR_FORMAT}-", f".v{version}-"))
+        if old != path:
+            _remove_quietly(old)
+
+
 def _write_sidecar(frame: pd.DataFrame, path: Path) -> None:
     """Write the sidecar atomically; failures are logged, never raised."""
     import pyarrow as pa  # noqa: PLC0415
@@ -256,11 +290,15 @@ def _write_sidecar(frame: pd.DataFrame, path: Path) -> None:
                                          delete=False) as handle:
             tmp_name = handle.name
             os.fchmod(handle.fileno(), file_mode())  # at once: a sidecar left by a kill must not be 0600
-            feather.write_feather(table, handle, compression="uncompressed")
+            # One record batch: several would make every column a chunked array, which
+            # to_pandas() must concatenate (a copy) instead of viewing in place.
+            feather.write_feather(table.combine_chunks(), handle, compression="uncompressed",
+                                  chunksize=max(table.num_rows, 1))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
         tmp_name = None
+        _remove_older_formats(path)
     except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
         logger.warning("could not write table sidecar %s (%s); tables will be parsed from CSV",
                        path, exc)
