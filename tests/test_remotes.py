@@ -63,6 +63,18 @@ def test_s3_remote_stat_and_range(toy_bucket, toy_release):
         assert b"".join(response.chunks) == (toy_release["0.1.0"] / entry.key).read_bytes()[-10:]
 
 
+def test_s3_remote_lists_anonymously_without_boto3_as_boto3_does(monkeypatch, toy_bucket):
+    """The plain GET of an anonymous listing names what boto3's paginated ListObjectsV2 names."""
+    remote = S3Remote(toy_bucket.bucket, endpoint_url=toy_bucket.endpoint_url)
+    assert remote.listing_url() is not None
+    plain = remote.list_manifests(PROJECT)
+    assert remote._client is None  # no boto3 client was built for it
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", toy_bucket.endpoint_url)  # boto3 would honour it: boto3 lists
+    assert remote.listing_url() is None
+    assert sorted(remote.list_manifests(PROJECT)) == sorted(plain) == sorted(toy_bucket.names)
+    assert remote._client is not None
+
+
 @pytest.fixture
 def static_server(toy_release):
     """A plain static web server (no Range support, no listing API) over the 0.1.0 tree."""
