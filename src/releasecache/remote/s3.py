@@ -1,7 +1,8 @@
 """S3 through boto3: anonymous by default, pinned to version ids, ranged reads.
 
 An anonymous listing of manifests (what every start does, to warn when a newer
-manifest exists) is a plain ``GET ?list-type=2`` sent by :class:`HttpRemote`:
+manifest exists) is a plain ``GET ?list-type=2`` sent by the :attr:`S3Remote.lister`
+that :func:`~releasecache.remote.make_remote` gives it (an ``HttpRemote``):
 building a boto3 client costs a fresh process more than half a second, which a
 warm start that lists and then reads only from the cache would pay for nothing.
 """
@@ -37,7 +38,6 @@ from ._retry_codes import (
 from ._deadline import DEFAULT_REQUEST_TIMEOUT, body_deadline
 from ._direct import DirectBody
 from .base import RangeNotSatisfiable, RangeResponse, Remote
-from .http import HttpRemote
 
 CHUNK = 1024 * 1024
 MAX_LISTED = 1_000_000  # keys listed at most: a listing that never ends must end
@@ -163,6 +163,8 @@ class S3Remote(Remote):
         self.read_timeout = read_timeout
         self._client: Any = None
         self._lock = threading.Lock()
+        #: Lists manifests with unsigned plain GETs while :meth:`listing_url` allows it (set by make_remote).
+        self.lister: Remote | None = None
 
     # -- pickling: the client holds sockets; rebuild it on the other side -------
 
@@ -245,11 +247,8 @@ class S3Remote(Remote):
         bucket = self.bucket
         if bucket is None:
             raise RemoteError("S3Remote needs a bucket to list manifests")
-        url = self.listing_url()
-        if url is not None:
-            return HttpRemote(url, pool_size=1, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-                              request_timeout=self.request_timeout,
-                              ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None).list_manifests(project)
+        if self.lister is not None and self.listing_url() is not None:
+            return self.lister.list_manifests(project)
         try:
             paginator = self.client.get_paginator("list_objects_v2")
             pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": MAX_LISTED})
