@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import operator
 import os
-from typing import TYPE_CHECKING, Any, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ from ..config import DEFAULT_BUCKET, DEFAULT_PROJECT
 from ..errors import InvalidArgumentError, ManifestVersionError, UnknownSessionError
 from ..manifest import Manifest, ManifestDiff, parse_semver
 from ..transfer import TransferConfig
-from .nwb import BehaviorSession, EcephysSession, ProbeMeta
+from .nwb import BehaviorSession, EcephysSession, ProbeMeta, prepare_reader
 from .streaming import open_data
 from .tables import filter_abnormal_sessions, independent_copy, load_table
 
@@ -317,13 +319,28 @@ class ProjectCache:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def _open_session(self, factory: Any, file_id: int, stream: bool, **kwargs: Any) -> Any:
-        """Build a session over the verified local file, or over a ranged-read stream."""
+    def _open_session(self, factory: Any, file_id: int, stream: bool,
+                      make_kwargs: Callable[[], dict[str, Any]] = dict) -> Any:
+        """Build a session over the verified local file, or over a ranged-read stream.
+
+        ``make_kwargs()`` gives the session's other arguments. When streaming, it
+        runs (and the HDF5 reader is imported) while the stream's first request
+        is on the network, which it waits for anyway.
+        """
         if not stream:
-            session = factory(self.cache.download_data(file_id), **kwargs)
+            session = factory(self.cache.download_data(file_id), **make_kwargs())
             session.streamed, session.verified = False, True
             return session
-        remote_file = open_data(self.cache, file_id, prefer_local=True)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-stream-open") as pool:
+            opening = pool.submit(open_data, self.cache, file_id, prefer_local=True)
+            try:
+                kwargs = make_kwargs()
+                prepare_reader()
+            except BaseException:
+                with suppress(Exception):  # the stream opened anyway: close it; the error above is the news
+                    opening.result().close()
+                raise
+            remote_file = opening.result()
         session = factory(remote_file, **kwargs)
         close_session = session.close
 
@@ -356,12 +373,15 @@ class ProjectCache:
         ``get_current_source_density`` is called for that probe.
         """
         file_id = self._ecephys_file_id(ecephys_session_id)
-        probe_meta = {
-            name: ProbeMeta(lfp_csd_filepath=(lambda fid=fid: self.cache.download_data(fid)),
-                            lfp_sampling_rate=rate)
-            for name, (fid, rate) in self._probe_file_ids(ecephys_session_id).items()
-        }
-        return self._open_session(EcephysSession, file_id, stream, probe_meta=probe_meta)
+
+        def session_kwargs() -> dict[str, Any]:
+            return {"probe_meta": {
+                name: ProbeMeta(lfp_csd_filepath=(lambda fid=fid: self.cache.download_data(fid)),
+                                lfp_sampling_rate=rate)
+                for name, (fid, rate) in self._probe_file_ids(ecephys_session_id).items()
+            }}
+
+        return self._open_session(EcephysSession, file_id, stream, session_kwargs)
 
     def get_behavior_session(self, behavior_session_id: int, *, stream: bool = False) -> "BehaviorSession":
         """A behavior session as a :class:`~releasecache.vbn.nwb.BehaviorSession`.
