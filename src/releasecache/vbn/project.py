@@ -24,12 +24,11 @@ from ..config import DEFAULT_BUCKET, DEFAULT_PROJECT
 from ..errors import InvalidArgumentError, ManifestVersionError, UnknownSessionError
 from ..manifest import Manifest, ManifestDiff, parse_semver
 from ..transfer import TransferConfig
-from .nwb import BehaviorSession, EcephysSession, ProbeMeta, prepare_reader
-from .streaming import open_data
 from .tables import filter_abnormal_sessions, independent_copy, load_table
 
 if TYPE_CHECKING:
     from ..cache.prefetch import PrefetchReport
+    from .nwb import BehaviorSession, EcephysSession
 
 log = logging.getLogger("releasecache")
 
@@ -331,6 +330,10 @@ class ProjectCache:
             session = factory(self.cache.download_data(file_id), **make_kwargs())
             session.streamed, session.verified = False, True
             return session
+        # imported here: a start that only reads tables needs no session or stream code
+        from .nwb import prepare_reader
+        from .streaming import open_data
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-stream-open") as pool:
             opening = pool.submit(open_data, self.cache, file_id, prefer_local=True)
             try:
@@ -372,6 +375,9 @@ class ProjectCache:
         Probe LFP files are downloaded only when ``get_lfp`` or
         ``get_current_source_density`` is called for that probe.
         """
+        # imported here: a start that only reads tables needs no session code
+        from .nwb import EcephysSession, ProbeMeta
+
         file_id = self._ecephys_file_id(ecephys_session_id)
 
         def session_kwargs() -> dict[str, Any]:
@@ -390,6 +396,9 @@ class ProjectCache:
         NWB, as the released files are organised. ``stream`` as in
         :meth:`get_ecephys_session`.
         """
+        # imported here: a start that only reads tables needs no session code
+        from .nwb import BehaviorSession
+
         return self._open_session(BehaviorSession, self._behavior_file_id(behavior_session_id), stream)
 
     def used_files(self) -> list[dict[str, Any]]:

@@ -10,8 +10,11 @@ Typing follows the reference reader of the Visual Behavior Neuropixels release:
 
 Reloading is fast: the typed frame is stored once as an uncompressed Arrow
 IPC (Feather v2) file of one record batch, named after the CSV's blake2b
-content hash, and an unchanged CSV is read back from it, memory-mapped,
-instead of being parsed again. The sidecar is written
+content hash, and an unchanged CSV is read back from it instead of being
+parsed again. Under pandas' copy-on-write (always in pandas >= 3) the numeric
+columns are views of a private (copy-on-write) memory map of the sidecar:
+a reload copies nothing, pages are read when used, and a write to the frame
+copies the page it touches, never changing the file. The sidecar is written
 atomically (temporary file, fsync, :func:`os.replace`), so a reader never sees
 a partial one; an unreadable sidecar is ignored, removed and rebuilt.
 """
@@ -19,6 +22,7 @@ a partial one; an unreadable sidecar is ignored, removed and rebuilt.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 import tempfile
@@ -179,16 +183,24 @@ def independent_copy(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _map_private(path: Path) -> mmap.mmap:
+    """The file mapped copy-on-write: readable in place, and writable without touching the file."""
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+
+
 def _read_sidecar(path: Path, name: str) -> pd.DataFrame | None:
     import pyarrow as pa  # noqa: PLC0415 - pyarrow is only needed with a sidecar
-    from pyarrow import feather  # noqa: PLC0415
+    from pyarrow import feather, ipc  # noqa: PLC0415
 
     try:
-        # Memory-mapped, uncompressed, one record batch: to_pandas() copies each
-        # dtype's columns into one writable block in a single pass, the only
-        # real work left. (Zero-copy views of the mapping would be read-only,
-        # and a frame that owns them alone could not be written to at all.)
-        frame = _from_arrow(feather.read_table(str(path), memory_map=True), name)
+        # Uncompressed, one record batch, memory-mapped: nothing is parsed, and
+        # under copy-on-write nothing is copied either (see _writable_views).
+        if copy_on_write():
+            mapping = _map_private(path)
+            frame = _from_arrow(ipc.open_file(pa.BufferReader(pa.py_buffer(mapping))).read_all(), name, mapping)
+        else:
+            frame = _from_arrow(feather.read_table(str(path), memory_map=True), name)
     except FileNotFoundError:
         return None
     except (OSError, pa.ArrowException, ValueError, KeyError, TypeError) as exc:
@@ -222,12 +234,13 @@ def _to_arrow(frame: pd.DataFrame) -> Any:
     return table
 
 
-def _from_arrow(table: Any, name: str) -> pd.DataFrame | None:
+def _from_arrow(table: Any, name: str, mapping: mmap.mmap | None = None) -> pd.DataFrame | None:
     """Inverse of :func:`_to_arrow` (None if the index column is missing).
 
     The index is attached directly rather than with ``set_index``, which
     copies every column under pandas < 3. Missing text is NaN, as
-    ``read_csv`` spells it.
+    ``read_csv`` spells it. With the private ``mapping`` the table was read
+    from, columns are views of it instead of copies.
     """
     import pyarrow as pa  # noqa: PLC0415
 
@@ -238,8 +251,8 @@ def _from_arrow(table: Any, name: str) -> pd.DataFrame | None:
     if name in NULLABLE_INT_TABLES and index_name in INTEGER_COLUMNS:
         index = index.astype("Int64")
     table = table.drop_columns([index_name])
-    frame = table.to_pandas()
-    frame.index = pd.Index(index, name=index_name)
+    # split_blocks: one block per column, zero-copy where Arrow's layout is numpy's
+    frame = table.to_pandas(split_blocks=mapping is not None)
     for field, column in zip(table.schema, table.columns):
         if pa.types.is_dictionary(field.type):
             frame[field.name] = _decode_dictionary(column)
@@ -247,7 +260,36 @@ def _from_arrow(table: Any, name: str) -> pd.DataFrame | None:
             values = frame[field.name].to_numpy(dtype=object, copy=True)
             values[pd.isna(values)] = np.nan
             frame[field.name] = values
+    if mapping is not None:
+        frame = _writable_views(frame, mapping)
+    frame.index = pd.Index(index, name=index_name)
     return frame
+
+
+def _writable_views(frame: pd.DataFrame, mapping: mmap.mmap) -> pd.DataFrame:
+    """``frame`` with its zero-copy numpy columns as writable views of the same bytes of ``mapping``.
+
+    Arrow marks the arrays it lends read-only, so a frame that owned them alone
+    could not be written to at all (copy-on-write copies only what another
+    object shares). The mapping is private (``ACCESS_COPY``): a write copies
+    the page it touches and never reaches the sidecar. Columns that were
+    converted (booleans, columns with nulls, text) are kept as they are.
+    """
+    whole = np.frombuffer(mapping, dtype=np.uint8)
+    start, end = whole.ctypes.data, whole.ctypes.data + len(whole)
+    columns: dict[Any, Any] = {}
+    for label in frame.columns:
+        series = frame[label]
+        values = series.to_numpy() if isinstance(series.dtype, np.dtype) else None
+        if (values is not None and values.ndim == 1 and values.strides == (values.itemsize,)
+                and start <= values.ctypes.data and values.ctypes.data + values.nbytes <= end):
+            columns[label] = np.frombuffer(mapping, dtype=values.dtype, count=len(values),
+                                           offset=values.ctypes.data - start)
+        else:
+            columns[label] = series
+    out = pd.DataFrame(columns, copy=False)
+    out.columns.name = frame.columns.name
+    return out
 
 
 def _decode_dictionary(column: Any) -> np.ndarray:
