@@ -330,9 +330,8 @@ class ProjectCache:
             session = factory(self.cache.download_data(file_id), **make_kwargs())
             session.streamed, session.verified = False, True
             return session
-        # imported here: a start that only reads tables needs no session or stream code
-        from .nwb import prepare_reader
-        from .streaming import open_data
+        from .nwb import prepare_reader  # noqa: PLC0415 - a start that only reads tables needs no session code
+        from .streaming import open_data  # noqa: PLC0415 - nor stream code
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-stream-open") as pool:
             opening = pool.submit(open_data, self.cache, file_id, prefer_local=True)
