@@ -242,3 +242,18 @@ def test_streamed_session_tables_take_few_requests_and_equal_the_local_ones(vbn_
         pd.testing.assert_frame_equal(got, want.assign(**{c: got[c] for c in ("lick_times",) if c in got}),
                                       check_exact=True)
     assert all(np.array_equal(a, b) for a, b in zip(streamed[1]["lick_times"], expected[1]["lick_times"]))
+
+
+def test_a_stream_that_fails_to_open_fails_the_session_call(vbn_bucket, proxy, tmp_path):
+    """The stream's first request runs while the session's metadata is gathered: its failure is still
+    the session call's error (the package's), and nothing is left open."""
+    from releasecache import ProjectCache
+
+    cache = ProjectCache.from_s3(tmp_path / "streamed", endpoint_url=proxy.url, progress=False)
+    cache.get_ecephys_session_table(), cache.get_probe_table()
+    proxy.add(Fault("version"))
+    with pytest.raises(IntegrityError, match="refusing to read another version"):
+        cache.get_ecephys_session(1044385384, stream=True)
+    proxy.clear()
+    with cache.get_ecephys_session(1044385384, stream=True) as session:
+        assert len(session.get_units()) > 0

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import operator
 import os
-from typing import TYPE_CHECKING, Any, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -316,16 +318,31 @@ class ProjectCache:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def _open_session(self, factory: Any, file_id: int, stream: bool, **kwargs: Any) -> Any:
-        """Build a session over the verified local file, or over a ranged-read stream."""
+    def _open_session(self, factory: Any, file_id: int, stream: bool,
+                      make_kwargs: Callable[[], dict[str, Any]] = dict) -> Any:
+        """Build a session over the verified local file, or over a ranged-read stream.
+
+        ``make_kwargs()`` gives the session's other arguments. When streaming, it
+        runs (and the HDF5 reader is imported) while the stream's first request
+        is on the network, which it waits for anyway.
+        """
         if not stream:
-            session = factory(self.cache.download_data(file_id), **kwargs)
+            session = factory(self.cache.download_data(file_id), **make_kwargs())
             session.streamed, session.verified = False, True
             return session
-        # imported here: a start that only reads tables needs no session or stream code
-        from .streaming import open_data
+        from .nwb import prepare_reader  # noqa: PLC0415 - a start that only reads tables needs no session code
+        from .streaming import open_data  # noqa: PLC0415 - nor stream code
 
-        remote_file = open_data(self.cache, file_id, prefer_local=True)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-stream-open") as pool:
+            opening = pool.submit(open_data, self.cache, file_id, prefer_local=True)
+            try:
+                kwargs = make_kwargs()
+                prepare_reader()
+            except BaseException:
+                with suppress(Exception):  # the stream opened anyway: close it; the error above is the news
+                    opening.result().close()
+                raise
+            remote_file = opening.result()
         session = factory(remote_file, **kwargs)
         close_session = session.close
 
@@ -361,12 +378,15 @@ class ProjectCache:
         from .nwb import EcephysSession, ProbeMeta
 
         file_id = self._ecephys_file_id(ecephys_session_id)
-        probe_meta = {
-            name: ProbeMeta(lfp_csd_filepath=(lambda fid=fid: self.cache.download_data(fid)),
-                            lfp_sampling_rate=rate)
-            for name, (fid, rate) in self._probe_file_ids(ecephys_session_id).items()
-        }
-        return self._open_session(EcephysSession, file_id, stream, probe_meta=probe_meta)
+
+        def session_kwargs() -> dict[str, Any]:
+            return {"probe_meta": {
+                name: ProbeMeta(lfp_csd_filepath=(lambda fid=fid: self.cache.download_data(fid)),
+                                lfp_sampling_rate=rate)
+                for name, (fid, rate) in self._probe_file_ids(ecephys_session_id).items()
+            }}
+
+        return self._open_session(EcephysSession, file_id, stream, session_kwargs)
 
     def get_behavior_session(self, behavior_session_id: int, *, stream: bool = False) -> "BehaviorSession":
         """A behavior session as a :class:`~releasecache.vbn.nwb.BehaviorSession`.

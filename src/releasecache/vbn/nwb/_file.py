@@ -65,6 +65,11 @@ def _type_map_for(h5: Any) -> Any:
     return types
 
 
+def prepare_reader() -> None:
+    """Import the HDF5 reader now (h5py: tens of ms), e.g. while waiting for a stream's first bytes."""
+    import h5py  # noqa: F401, PLC0415 - the point is the import itself
+
+
 class NwbHandle:
     """One NWB file, opened read-only on first use and closed by :meth:`close`.
 
