@@ -143,6 +143,8 @@ class CloudCache:
         self.usage = UsageRecorder()
         self.usage_log = os.fspath(usage_log) if usage_log else os.environ.get(ENV_USAGE_LOG) or None
         self.ui_name = ui_name or type(self).__name__
+        #: Called with each manifest about to be loaded; raising refuses it (the VBN facade checks its version).
+        self.check_manifest: Callable[[Manifest], None] | None = None
         catalogue.warn_of_allensdk_files(self.store, self.ui_name)
 
     # -- constructors -----------------------------------------------------------

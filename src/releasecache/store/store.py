@@ -83,6 +83,8 @@ class Store:
                  layer_link: str = "symlink", lock_kind: str | None = None,
                  lock_lease: float = DEFAULT_LOCK_LEASE) -> None:
         self.root = Path(root).absolute()
+        self._blobs_dir = self.root / "blobs" / HASH_ALGO
+        self._blobs_prefix = str(self._blobs_dir)  # blob_path() runs several times per file of a release
         self._view_paths: dict[tuple[str, str], Path] = {}
         self._targets: dict[tuple[Path, str], str] = {}
         self.read_only = read_only
@@ -118,7 +120,7 @@ class Store:
 
     @property
     def blobs_dir(self) -> Path:
-        return self.root / "blobs" / HASH_ALGO
+        return self._blobs_dir
 
     @property
     def partial_dir(self) -> Path:
@@ -138,14 +140,19 @@ class Store:
 
     def blob_path(self, file_hash: str) -> Path:
         """Where the blob with this blake2b lives in this cache (whether or not it exists)."""
-        return self.blobs_dir / file_hash[:2] / file_hash
+        return Path(f"{self._blobs_prefix}/{file_hash[:2]}/{file_hash}")  # one parse, not three joins
+
+    def own_blob_stat(self, file_hash: str) -> os.stat_result | None:
+        """The ``lstat`` of the blob in this cache's own ``blobs/``, or None if it is not a regular file there."""
+        try:
+            st = os.lstat(f"{self._blobs_prefix}/{file_hash[:2]}/{file_hash}")
+        except OSError:
+            return None
+        return st if stat.S_ISREG(st.st_mode) else None
 
     def has_own_blob(self, file_hash: str) -> bool:
         """True if the verified blob is in this cache's own ``blobs/`` (a regular file, not a link)."""
-        try:
-            return stat.S_ISREG(os.lstat(self.blob_path(file_hash)).st_mode)
-        except OSError:
-            return False
+        return self.own_blob_stat(file_hash) is not None
 
     def layer_blob(self, file_hash: str) -> Path | None:
         """The blob's path in the first read-only layer that has it, or None."""

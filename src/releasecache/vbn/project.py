@@ -91,8 +91,10 @@ class ProjectCache:
         cache.ui_name = type(self).__name__  # warnings name the class the user calls
         self.skip_version_check = skip_version_check
         self._tables: dict[tuple[str, str], pd.DataFrame] = {}
+        # Every manifest loaded through this facade is checked once, on the copy that is loaded.
+        cache.check_manifest = self._check_version
         if cache.current_manifest() is None:
-            self._check_version(cache.load_last_manifest())
+            cache.load_last_manifest()
 
     # -- constructors ------------------------------------------------------------
 
@@ -198,13 +200,11 @@ class ProjectCache:
     def load_manifest(self, manifest_name: str) -> None:
         """Switch to another manifest (a name, or a version such as ``"0.4.0"``); tables are re-read for it."""
         name = self.cache.resolve_manifest_name(manifest_name)
-        self._check_version(self.cache.get_manifest(name))
-        self.cache.load_manifest(name)
+        self.cache.load_manifest(name)  # checked by _check_version before it becomes current
 
     def load_latest_manifest(self) -> None:
         """Switch to the newest manifest (warning if that moves past the newest one used here before)."""
-        self._check_version(self.cache.get_manifest(self.latest_manifest_file()))
-        self.cache.load_latest_manifest()
+        self.cache.load_latest_manifest()  # checked by _check_version before it becomes current
 
     def compare_manifests(self, manifest_0_name: str, manifest_1_name: str) -> ManifestDiff:
         """What changed between two manifests (names or versions): AllenSDK's report text, as a ``str``."""
