@@ -133,8 +133,15 @@ def _w9(d: dict) -> list[dict]:
                 target, met = "< 1 s" + (", ≤ linear" if met is not None else ""), m < 1.0 and met is not False
             if n == 100000 and op == "fast verify (populated)":
                 target, met = "< 10 s" + (", ≤ linear" if met is not None else ""), m < 10.0 and met is not False
+            note = ""
+            if op.startswith("gc dry run") and "gc_expected_blobs" in ok[n]:
+                note = (f"would delete {ok[n].get('gc_would_delete_blobs')} blobs; "
+                        f"{ok[n]['gc_expected_blobs']} are referenced only by the version not kept")
+            if op.startswith("fast verify") and ok[n].get("verify_problems"):
+                vp = ok[n]["verify_problems"]
+                note = ", ".join(f"{k} {v}" for k, v in vp.items())
             out.append(row("W9", f"{op}, {n} files", _s(m) if m >= 0.01 else f"{m * 1000:.1f} ms", growth, target,
-                           met, ""))
+                           met, note))
             prev = (n, m)
     for n in ns:
         r = ok[n]

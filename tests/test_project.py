@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,8 +68,18 @@ def test_returned_frames_are_safe_to_mutate(project):
     units = cache.get_unit_table()
     units["firing_rate"] = -1.0
     units.loc[units.index[0], "structure_acronym"] = "changed"
+    # In-place edits of the shared blocks and of the axes (the copy is shallow under copy-on-write).
+    units.iloc[0, units.columns.get_loc("snr")] = -123.0
+    units["amplitude"] *= 0
+    units.index.name = "renamed"
+    units.columns.name = "renamed too"
     again = cache.get_unit_table()
     assert (again["firing_rate"] != -1.0).all() and "changed" not in set(again["structure_acronym"])
+    assert again["snr"].iloc[0] != -123.0 and (again["amplitude"] != 0).any()
+    assert again.index.name == "unit_id" and again.columns.name is None
+    sessions = cache.get_ecephys_session_table(filter_abnormalities=False)
+    sessions.iloc[0, 0] = None
+    assert cache.get_ecephys_session_table(filter_abnormalities=False).iloc[0, 0] is not None
 
 
 def test_warm_reload_uses_the_columnar_sidecar(project, tmp_path):
@@ -186,6 +197,30 @@ def test_manifest_methods_and_version_gate(project, vbn_bucket, tmp_path):
         assert project(tmp_path / "other", skip_version_check=True).current_manifest()
     finally:
         module.MANIFEST_COMPATIBILITY = old
+
+
+def test_switching_manifests_parses_each_once_and_a_refused_one_leaves_no_trace(project, vbn_bucket, monkeypatch):
+    from releasecache.manifest import Manifest
+    import releasecache.vbn.project as module
+
+    cache = project()
+    with pytest.warns(OutdatedManifestWarning):
+        cache.load_manifest(vbn_bucket.names[0])  # downloaded and saved once
+    cache.load_latest_manifest()
+    parsed = []
+    original = Manifest.from_path.__func__
+    monkeypatch.setattr(Manifest, "from_path", classmethod(lambda cls, path, *a, **k: (
+        parsed.append(Path(path).name), original(cls, path, *a, **k))[1]))
+    cache.load_manifest(vbn_bucket.names[0])  # warned about once already
+    assert parsed == [vbn_bucket.names[0]]  # the version check reads the same parsed copy
+    parsed.clear()
+    cache.load_latest_manifest()
+    assert parsed == [vbn_bucket.names[-1]]
+    monkeypatch.setattr(module, "MANIFEST_COMPATIBILITY", ("1.0.0", "2.0.0"))
+    last_used = cache.cache.last_used_manifest_file()
+    with pytest.raises(ManifestVersionError):
+        cache.load_manifest(vbn_bucket.names[0])
+    assert cache.current_manifest() == vbn_bucket.names[-1] == last_used == cache.cache.last_used_manifest_file()
 
 
 def test_streamed_session_reads_a_fraction_and_is_marked_unverified(project, capsys):

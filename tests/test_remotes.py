@@ -12,7 +12,7 @@ import pytest
 from releasecache import CloudCache, OutdatedManifestWarning, TransferConfig
 from releasecache.errors import RemoteNotFoundError
 from tests.support.fixtures.toy import PROJECT
-from releasecache.remote import HttpRemote, LocalRemote, S3Remote
+from releasecache.remote import HttpRemote, LocalRemote, S3Remote, make_remote
 from releasecache.manifest import S3Location
 
 from .conftest import SMALL_PARTS
@@ -61,6 +61,18 @@ def test_s3_remote_stat_and_range(toy_bucket, toy_release):
     with remote.get_range(entry.location, 299_990) as response:
         assert response.total_size == 300_000 and response.start == 299_990
         assert b"".join(response.chunks) == (toy_release["0.1.0"] / entry.key).read_bytes()[-10:]
+
+
+def test_s3_remote_lists_anonymously_without_boto3_as_boto3_does(monkeypatch, toy_bucket):
+    """The plain GET of an anonymous listing names what boto3's paginated ListObjectsV2 names."""
+    remote = make_remote(bucket=toy_bucket.bucket, endpoint_url=toy_bucket.endpoint_url)
+    assert remote.listing_url() is not None and isinstance(remote.lister, HttpRemote)
+    plain = remote.list_manifests(PROJECT)
+    assert remote._client is None  # no boto3 client was built for it
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", toy_bucket.endpoint_url)  # boto3 would honour it: boto3 lists
+    assert remote.listing_url() is None
+    assert sorted(remote.list_manifests(PROJECT)) == sorted(plain) == sorted(toy_bucket.names)
+    assert remote._client is not None
 
 
 @pytest.fixture

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from releasecache.errors import MetadataTableError
 from releasecache.utils import hash_file
-from releasecache.vbn.tables import file_content_hash, filter_abnormal_sessions, load_table, sidecar_path
+from releasecache.vbn.tables import (
+    SIDECAR_FORMAT,
+    copy_on_write,
+    file_content_hash,
+    filter_abnormal_sessions,
+    independent_copy,
+    load_table,
+    sidecar_path,
+)
 
 CSV = """ecephys_session_id,unit_count,abnormal_histology,abnormal_activity,date_of_acquisition
 11,5,,,2019-10-01
@@ -50,3 +59,57 @@ def test_bad_names_and_columns_are_metadata_table_errors(csv, tmp_path):
     bad.write_text("something_else\n1\n")
     with pytest.raises(MetadataTableError):
         load_table("units", bad)
+
+
+UNITS = """unit_id,amplitude,snr,local_index,valid_data,structure_acronym,velocity_below
+7,1.5,3.0,0,True,CA1,
+8,2.5,4.0,1,False,VISp,0.25
+9,3.5,5.0,2,True,,0.5
+"""
+
+
+def _mapped(values) -> bool:
+    """True if a numpy array's memory is a memory map (not a copy the loader made)."""
+    import mmap
+
+    base = values
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    return isinstance(base.obj if isinstance(base, memoryview) else base, mmap.mmap)
+
+
+@pytest.mark.skipif(not copy_on_write(), reason="zero-copy reloads need pandas' copy-on-write")
+def test_a_reload_maps_the_sidecar_and_writes_never_reach_it(tmp_path):
+    """Reloaded numeric columns are views of a private map: nothing copied, yet every frame writable and separate."""
+    csv = tmp_path / "units.csv"
+    csv.write_text(UNITS)
+    sidecars = tmp_path / "sidecars"
+    parsed = load_table("units", csv, sidecar_dir=sidecars)  # parses the CSV, writes the sidecar
+    (sidecar,) = sidecars.iterdir()
+    on_disk = sidecar.read_bytes()
+    a = load_table("units", csv, sidecar_dir=sidecars)
+    pd.testing.assert_frame_equal(a, parsed)
+    assert _mapped(a["amplitude"].to_numpy()) and _mapped(a["local_index"].to_numpy())
+    b = load_table("units", csv, sidecar_dir=sidecars)
+    a.iloc[0, a.columns.get_loc("amplitude")] = -1.0  # a owns its blocks alone: written in place
+    a["snr"] *= 10
+    a.loc[8, "structure_acronym"] = "changed"
+    shallow = independent_copy(b)
+    shallow.iloc[1, shallow.columns.get_loc("local_index")] = 99
+    assert a.loc[7, "amplitude"] == -1.0 and a.loc[9, "snr"] == 50.0
+    pd.testing.assert_frame_equal(b, parsed)  # the other reload, and the file, are untouched
+    assert shallow.loc[8, "local_index"] == 99 and b.loc[8, "local_index"] == 1
+    assert sidecar.read_bytes() == on_disk
+    pd.testing.assert_frame_equal(load_table("units", csv, sidecar_dir=sidecars), parsed)
+
+
+def test_a_sidecar_of_an_older_format_is_replaced(tmp_path):
+    csv = tmp_path / "units.csv"
+    csv.write_text(UNITS)
+    sidecars = tmp_path / "sidecars"
+    current = sidecar_path(sidecars, "units", file_content_hash(csv))
+    older = current.with_name(current.name.replace(f".v{SIDECAR_FORMAT}-", ".v1-"))
+    sidecars.mkdir()
+    older.write_bytes(b"an old layout")
+    load_table("units", csv, sidecar_dir=sidecars)
+    assert current.is_file() and not older.exists()

@@ -38,7 +38,7 @@ from ..manifest import (
 from ..remote import Remote, make_remote
 from ..store import Store
 from ..transfer import Transfer, TransferConfig
-from . import budget, catalogue, du, eviction, loading, maintenance, prefetch, record, verify
+from . import budget, catalogue, eviction, loading, record, verify
 from .attributes import CacheFileAttributes, file_attributes, local_path
 from .fetch import ensure_entry
 from .usage import UsageRecorder
@@ -143,6 +143,8 @@ class CloudCache:
         self.usage = UsageRecorder()
         self.usage_log = os.fspath(usage_log) if usage_log else os.environ.get(ENV_USAGE_LOG) or None
         self.ui_name = ui_name or type(self).__name__
+        #: Called with each manifest about to be loaded; raising refuses it (the VBN facade checks its version).
+        self.check_manifest: Callable[[Manifest], None] | None = None
         catalogue.warn_of_allensdk_files(self.store, self.ui_name)
 
     # -- constructors -----------------------------------------------------------
@@ -486,6 +488,9 @@ class CloudCache:
     def plan_prefetch(self, file_ids: Iterable[int | str] | None = None, *, metadata: bool = True,
                       stat_remote: bool | None = None) -> "PrefetchPlan":
         """What :meth:`prefetch` would do: bytes to fetch, present, reusable from other versions."""
+        # imported on first use, as below: a start that reads a few files needs no bulk or maintenance code
+        from . import prefetch
+
         return prefetch.plan(self, self._bulk_entries(file_ids, metadata), stat_remote=stat_remote)
 
     def _bulk_entries(self, file_ids: Iterable[int | str] | None, metadata: bool) -> list[FileEntry]:
@@ -540,6 +545,9 @@ class CloudCache:
             Fetched, reused (linked from other versions), present, and failed
             files with reasons. One failure never stops the others.
         """
+        # imported on first use
+        from . import prefetch
+
         entries = self._bulk_entries(file_ids, metadata)
         if shard is not None:
             entries = prefetch.shard(entries, *shard)
@@ -598,11 +606,17 @@ class CloudCache:
         saved in the cache is parsed too; one that no longer does is fetched again and
         replaced when online (``.damaged_manifests``).
         """
+        # imported on first use
+        from . import maintenance
+
         return maintenance.verify_cache(self, manifest, mode=mode, max_seconds=max_seconds, max_bytes=max_bytes,
                                         resume=resume, fix_permissions=fix_permissions)
 
     def disk_usage(self) -> "DiskUsage":
         """Bytes per downloaded manifest (unique vs shared with other manifests) and in total."""
+        # imported on first use
+        from . import du
+
         return du.disk_usage(self.store)
 
     def gc(self, keep: "Iterable[str | Manifest] | None" = None, *, dry_run: bool = True,
@@ -617,5 +631,8 @@ class CloudCache:
         per manifest, what would go and why. Partial downloads untouched for
         ``partial_age_days`` are removed too (None: keep them).
         """
+        # imported on first use
+        from . import maintenance
+
         return maintenance.gc_cache(self, keep, dry_run=dry_run, partial_age_days=partial_age_days,
                                     window_days=window_days)

@@ -123,7 +123,7 @@ def _decide(name: str, manifest: Manifest, project: str, asked: set[str], use: f
     return False, f"last used {_ago(age)}, longer ago than the {window:g}-day window"
 
 
-def _being_read(path: Path, *, hold: bool, remove: Any) -> bool:
+def _being_read(path: "str | Path", *, hold: bool, remove: Any) -> bool:
     """True if another process holds a read lease on the blob; else (when ``hold``) remove it
     while holding the exclusive ``flock``, so no lease can start in between."""
     try:
@@ -178,7 +178,7 @@ def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True
     window = resolve_window(window_days)
     now = time.time()
     report = GCReport(dry_run=dry_run, kept=sorted(m.name or m.view_dir_name for m in keep), window_days=window)
-    all_manifests = downloaded_manifests(store)
+    all_manifests = downloaded_manifests(store, {m.name: m for m in keep if m.name})
     uses = read_usage(store)
     needed: set[str] = set()
     keep_views = {m.view_dir_name for m in keep}
@@ -199,13 +199,10 @@ def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True
             for h in {e.file_hash for e in m.entries()}:
                 by_blob.setdefault(h, []).append(name)
 
-    for h, path in store.iter_blobs():
+    for h, path, st in store.iter_blob_stats():
         if h in needed:
             continue
-        try:
-            size = os.lstat(path).st_size
-        except OSError:
-            continue
+        size = st.st_size
         with store.try_lock(h) as taken:
             if not taken or _being_read(path, hold=not dry_run, remove=lambda: store.remove_blob(h)):
                 report.busy.append(h)
@@ -238,7 +235,7 @@ def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True
             base = os.path.basename(target)
             dangling = not os.path.exists(link) or (dry_run and base in gone)
             if dangling and len(base) == 128:
-                report.removed_links.append(str(link.relative_to(store.root)))
+                report.removed_links.append(os.path.relpath(link, store.root))
                 if not dry_run:
                     try:
                         os.unlink(link)

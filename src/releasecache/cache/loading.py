@@ -81,6 +81,8 @@ def load(cache: "CloudCache", state: LoadState, name: str) -> Manifest:
     """Resolve, read and make current manifest ``name``; warn once per latest if a newer one exists."""
     name = cache.resolve_manifest_name(name)
     manifest = cache.get_manifest(name)
+    if cache.check_manifest is not None:  # before anything changes: a refused manifest leaves no trace
+        cache.check_manifest(manifest)
     if manifest.project_name != cache.project:
         log.warning("manifest %s names project %r, this cache is for %r", name, manifest.project_name, cache.project)
     state.manifest = manifest

@@ -165,9 +165,10 @@ def plan(cache: "CloudCache", entries: Iterable[FileEntry], *, stat_remote: bool
     remembered = load_sizes(store)
     seen: set[str] = set()
     for entry in entries:
-        found = store.find_blob(entry.file_hash)  # here or in a read-only layer
-        if found is not None:
-            result.sizes[entry.file_hash] = found.stat().st_size
+        own = store.own_blob_stat(entry.file_hash)
+        found = store.layer_blob(entry.file_hash) if own is None else None  # else in a read-only layer
+        if own is not None or found is not None:
+            result.sizes[entry.file_hash] = own.st_size if own is not None else found.stat().st_size
             if store.view_is_current(view, entry.relative_path, entry.file_hash):
                 result.present.append(entry)
             else:

@@ -64,29 +64,36 @@ LOCK_FORMAT = 1
 _manifest_hashes: dict[tuple[str, str], str | None] = {}
 
 
-def manifest_blake2b(cache: "CloudCache", manifest: "Manifest") -> str | None:
-    """The blake2b of the manifest file as stored in the cache (None if it is not stored).
+def stored_manifest_hash(cache: "CloudCache", name: str, *, fetch: bool) -> str | None:
+    """The blake2b of manifest ``name`` as the cache holds it: its own copy, else a layer's.
 
-    The manifest is hashed as the bytes published on the bucket (the cache saves
-    them unchanged), so the value can be checked against the remote object.
+    The cache saves manifests as the bytes published on the bucket, so the value can
+    be checked against the remote object. With ``fetch``, a manifest found nowhere
+    locally is read from the remote. None if it cannot be found.
+    """
+    for folder in (cache.store.manifests_dir, *(layer / "manifests" for layer in cache.store.layers)):
+        try:
+            return hash_bytes((folder / name).read_bytes())
+        except OSError:
+            continue
+    if fetch and cache.remote is not None:
+        try:
+            return hash_bytes(cache.remote.get_manifest(cache.project, name))
+        except Exception as exc:  # a record or a check must not break the analysis around it
+            log.warning("cannot read manifest %s to hash it: %s", name, exc)
+    return None
+
+
+def manifest_blake2b(cache: "CloudCache", manifest: "Manifest") -> str | None:
+    """The blake2b of ``manifest``'s file as stored (remembered per cache; None if not found).
+
+    See :func:`stored_manifest_hash`; the remote is asked only for a named manifest.
     """
     name = manifest.name or f"{manifest.project_name}-{manifest.version}"
     key = (str(cache.store.root), name)
-    if key in _manifest_hashes:
-        return _manifest_hashes[key]
-    path = cache.store.manifests_dir / name
-    data: bytes | None = None
-    try:
-        data = path.read_bytes()
-    except OSError:
-        if cache.remote is not None and manifest.name:
-            try:
-                data = cache.remote.get_manifest(cache.project, manifest.name)
-            except Exception as exc:  # a record must not break the analysis it records
-                log.warning("cannot hash manifest %s for the usage record: %s", name, exc)
-    digest = hash_bytes(data) if data is not None else None
-    _manifest_hashes[key] = digest
-    return digest
+    if key not in _manifest_hashes:
+        _manifest_hashes[key] = stored_manifest_hash(cache, name, fetch=bool(manifest.name))
+    return _manifest_hashes[key]
 
 
 def forget_manifest_hash(cache: "CloudCache", name: str) -> None:
@@ -268,4 +275,5 @@ def write_lock(lock: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 
 
 __all__ = ["LOCK_FORMAT", "USAGE_LOG_ENV", "build_lock", "cache_lock", "entry_record", "forget_manifest_hash",
-           "lock_from_log", "manifest_blake2b", "note_used", "read_log", "use_record", "write_lock"]
+           "lock_from_log", "manifest_blake2b", "note_used", "read_log", "stored_manifest_hash", "use_record",
+           "write_lock"]

@@ -20,8 +20,8 @@ from ..errors import (
     StorageError,
 )
 from ..manifest import FileEntry, parse_s3_url
-from ..utils import hash_bytes, hash_file
-from .record import LOCK_FORMAT, forget_manifest_hash, manifest_blake2b
+from ..utils import hash_file
+from .record import LOCK_FORMAT, forget_manifest_hash, manifest_blake2b, stored_manifest_hash
 
 if TYPE_CHECKING:
     from ..manifest import Manifest
@@ -174,29 +174,10 @@ def check_lock(cache: "CloudCache", lock: dict[str, Any], *, server: bool = True
         files.append(row)
     manifests: list[dict[str, Any]] = []
     for m in lock.get("manifests") or []:
-        found = _stored_manifest_hash(cache, m["name"], fetch=ask)
+        found = stored_manifest_hash(cache, m["name"], fetch=ask)
         manifests.append({"name": m["name"], "blake2b": m.get("blake2b"), "found": found,
                           "ok": found is not None and (m.get("blake2b") in (None, found))})
     return RecordCheck(files, manifests)
-
-
-def _stored_manifest_hash(cache: "CloudCache", name: str, *, fetch: bool) -> str | None:
-    path = cache.store.manifests_dir / name
-    try:
-        return hash_bytes(path.read_bytes())
-    except OSError:
-        pass
-    for layer in cache.store.layers:
-        try:
-            return hash_bytes((layer / "manifests" / name).read_bytes())
-        except OSError:
-            continue
-    if fetch and cache.remote is not None:
-        try:
-            return hash_bytes(cache.remote.get_manifest(cache.project, name))
-        except Exception as exc:  # reported as "not found"
-            log.info("cannot fetch manifest %s: %s", name, exc)
-    return None
 
 
 def fill_from_lock(cache: "CloudCache", lock: dict[str, Any], *, progress: bool = False) -> list[Path]:

@@ -168,7 +168,7 @@ class VerifyReport:
                 "damaged_manifests": [dict(r) for r in self.damaged_manifests], "seconds": round(self.seconds, 3)}
 
 
-def _check_one(store: Store, file_hash: str, path: Path, expected_size: int | None, mode: str,
+def _check_one(store: Store, file_hash: str, path: str | Path, expected_size: int | None, mode: str,
                own: bool) -> tuple[str | None, os.stat_result | None, int | None]:
     """Return (problem or None, stat at hashing time, bytes hashed or None if not hashed)."""
     try:
@@ -264,24 +264,34 @@ def verify(store: Store, manifest: Manifest | None = None, *, mode: str = "fast"
     report = VerifyReport(mode=mode, manifest=manifest.name if manifest is not None else None)
     # hash -> (expected size, paths in the release)
     targets: dict[str, tuple[int | None, list[str]]] = {}
+    listed: dict[str, tuple[str, os.stat_result]] = {}  # hash -> (path, lstat) of blobs the scan listed
     if manifest is None:
-        for h, _path in store.iter_blobs():
+        for h, path, st in store.iter_blob_stats():
             targets[h] = (None, [])
+            listed[h] = (path, st)
     else:
         for entry in manifest.entries():
             size, paths = targets.get(entry.file_hash, (entry.size, []))
             paths.append(entry.relative_path)
             targets[entry.file_hash] = (size if size is not None else entry.size, paths)
 
-    jobs: list[tuple[float, str, Path, bool]] = []
+    stamps = str(store.stamps_dir)
+    jobs: list[tuple[float, str, str | Path, bool, os.stat_result | None]] = []
     for h, (_size, paths) in targets.items():
-        found = store.find_blob(h)
-        if found is None:
-            report.missing.extend({"relative_path": p, "file_hash": h} for p in paths)
-            continue
-        own = found == store.blob_path(h)
-        when = last_verified(read_stamp(store.stamps_dir, h)) if own else float("inf")  # layers last
-        jobs.append((when, h, found, own))
+        seen = listed.get(h)
+        if seen is None:
+            seen = _own_blob(store, h)
+        if seen is not None:
+            found: str | Path | None = seen[0]
+        else:
+            found = store.layer_blob(h)
+            if found is None:
+                report.missing.extend({"relative_path": p, "file_hash": h} for p in paths)
+                continue
+        own = seen is not None
+        # only a full run orders by when each blob was last hashed (layers last)
+        when = (last_verified(read_stamp(stamps, h)) if own else float("inf")) if mode == "full" else 0.0
+        jobs.append((when, h, found, own, seen[1] if seen is not None else None))
     jobs.sort(key=lambda j: (j[0], j[1]))  # verified longest ago first
 
     pass_file = _pass_path(store, manifest)
@@ -298,11 +308,15 @@ def verify(store: Store, manifest: Manifest | None = None, *, mode: str = "fast"
             _write_pass(store, pass_file, {"started": started, "completed": None})
         report.pass_started = started
 
-    def run(job: tuple[float, str, Path, bool]) -> tuple[str, Path, bool, tuple[str | None, os.stat_result | None, int | None]]:
-        _when, h, path, own = job
+    bad: set[str] = set()
+    if mode == "fast":  # sizes and stamps first, in chunks; only what does not match is hashed below
+        jobs = _fast_pass(store, report, targets, bad, jobs, max(1, max_workers))
+
+    def run(job: tuple[float, str, str | Path, bool, os.stat_result | None]) -> tuple[
+            str, str | Path, bool, tuple[str | None, os.stat_result | None, int | None]]:
+        _when, h, path, own, _st = job
         return h, path, own, _check_one(store, h, path, targets[h][0], mode, own)
 
-    bad: set[str] = set()
     budget_bytes = 0
     pending = list(reversed(jobs))  # pop() from the end = oldest first
     with ThreadPoolExecutor(max(1, max_workers)) as pool:
@@ -317,10 +331,11 @@ def verify(store: Store, manifest: Manifest | None = None, *, mode: str = "fast"
                     pending = []
                     break
                 job = pending.pop()
-                try:
-                    budget_bytes += os.stat(job[2]).st_size
-                except OSError:
-                    pass
+                if mode == "full":
+                    try:
+                        budget_bytes += os.stat(job[2]).st_size
+                    except OSError:
+                        pass
                 running.add(pool.submit(run, job))
             if not running:
                 break
@@ -336,7 +351,7 @@ def verify(store: Store, manifest: Manifest | None = None, *, mode: str = "fast"
             report.views_repaired.extend(unlink_views_to(store, bad))
         if manifest is not None:
             report.views_repaired.extend(_repair_views(store, manifest))
-    problems = check_tree(store.root)
+    problems = check_tree(store.root, {path: st for path, st in listed.values()})
     if fix_permissions and problems and not store.read_only:
         fixed, problems = fix_tree(store.root, problems)
         report.permissions_fixed = fixed
@@ -346,8 +361,64 @@ def verify(store: Store, manifest: Manifest | None = None, *, mode: str = "fast"
     return report
 
 
+def _own_blob(store: Store, file_hash: str) -> tuple[str, os.stat_result] | None:
+    """(path, lstat) of the blob in this cache's own ``blobs/``, or None if it is not a regular file there."""
+    path = str(store.blob_path(file_hash))
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (path, st) if stat.S_ISREG(st.st_mode) else None
+
+
+_FAST_CHUNK = 512  # blobs per task of a fast pass: a task per blob cost more than its system calls
+
+
+def _fast_look(stamps: str, file_hash: str, path: str | Path, expected_size: int | None, own: bool,
+               st: os.stat_result | None) -> tuple[str | None, os.stat_result | None, bool]:
+    """(problem or None, stat, whether it must be hashed): what :func:`_check_one` sees before hashing.
+
+    Uses the ``lstat`` taken when the blob was listed, so an intact blob costs that one call
+    and the reading of its stamp.
+    """
+    if st is None:
+        try:
+            st = os.stat(path) if not own else os.lstat(path)
+        except OSError as exc:
+            return f"cannot stat: {exc.strerror}", None, False
+    if own and not stat.S_ISREG(st.st_mode):
+        return "not a regular file", st, False
+    if expected_size is not None and st.st_size != expected_size:
+        return f"size is {st.st_size} bytes, the manifest says {expected_size}", st, False
+    if own and stamp_matches(read_stamp(stamps, file_hash), st):
+        return None, st, False
+    return None, st, True
+
+
+def _fast_pass(store: Store, report: "VerifyReport", targets: dict[str, tuple[int | None, list[str]]],
+               bad: set[str], jobs: list[tuple[float, str, str | Path, bool, os.stat_result | None]],
+               workers: int) -> list[tuple[float, str, str | Path, bool, os.stat_result | None]]:
+    """Check sizes and stamps of ``jobs`` (in chunks, on ``workers`` threads); return those to hash."""
+    stamps = str(store.stamps_dir)
+
+    def look(chunk: list[tuple[float, str, str | Path, bool, os.stat_result | None]]) -> list[
+            tuple[str | None, os.stat_result | None, bool]]:
+        return [_fast_look(stamps, h, path, targets[h][0], own, st) for _when, h, path, own, st in chunk]
+
+    to_hash = []
+    chunks = [jobs[i:i + _FAST_CHUNK] for i in range(0, len(jobs), _FAST_CHUNK)]
+    with ThreadPoolExecutor(workers) as pool:
+        for chunk, outcomes in zip(chunks, pool.map(look, chunks)):
+            for job, (problem, st, must_hash) in zip(chunk, outcomes):
+                if must_hash:
+                    to_hash.append(job)
+                else:
+                    _record(store, report, targets, bad, job[1], job[2], job[3], problem, st, None)
+    return to_hash
+
+
 def _record(store: Store, report: VerifyReport, targets: dict[str, tuple[int | None, list[str]]], bad: set[str],
-            h: str, path: Path, own: bool, problem: str | None, st: os.stat_result | None,
+            h: str, path: str | Path, own: bool, problem: str | None, st: os.stat_result | None,
             nbytes: int | None) -> None:
     """Account for one checked blob; quarantine it if it is corrupt."""
     report.checked += 1

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 
 from .model import FileEntry, Manifest
@@ -216,17 +217,35 @@ def _rebuild(cls: type, old_version: str, new_version: str, changes: list[Change
     return self
 
 
-def _compare_section(old: dict[str, FileEntry], new: dict[str, FileEntry], section: Section) -> list[Change]:
-    old_by_path = {e.relative_path: e for e in old.values()}
-    new_by_path = {e.relative_path: e for e in new.values()}
+def _compare_section(old: Mapping[str, FileEntry], new: Mapping[str, FileEntry], section: Section) -> list[Change]:
+    # Linear, and sorting only what changed. Two versions of a release usually list their files in
+    # the same order: walk both side by side (memory read in order, no table), and pair the
+    # entries that are not at the same place through a table of paths.
     changes: list[Change] = []
-    for path in sorted(old_by_path.keys() & new_by_path.keys()):
-        a, b = old_by_path[path], new_by_path[path]
-        if a.file_hash != b.file_hash:
-            changes.append(Change("changed", section, path, None, a.file_hash, b.file_hash,
+    old_rest: list[FileEntry] = []
+    new_rest: list[FileEntry] = []
+    for a, b in zip(old.values(), new.values()):
+        if a.relative_path == b.relative_path:
+            if a.file_hash != b.file_hash:
+                changes.append(Change("changed", section, b.relative_path, None, a.file_hash, b.file_hash,
+                                      a.version_id, b.version_id, b.name))
+        else:
+            old_rest.append(a)
+            new_rest.append(b)
+    old_rest.extend(islice(old.values(), len(new), None))
+    new_rest.extend(islice(new.values(), len(old), None))
+    unmatched = {e.relative_path: e for e in old_rest}  # old paths not (yet) seen in new
+    fresh_unsorted: list[FileEntry] = []
+    pop = unmatched.pop
+    for b in new_rest:
+        a = pop(b.relative_path, None)
+        if a is None:
+            fresh_unsorted.append(b)
+        elif a.file_hash != b.file_hash:
+            changes.append(Change("changed", section, b.relative_path, None, a.file_hash, b.file_hash,
                                   a.version_id, b.version_id, b.name))
-    gone = {p: old_by_path[p] for p in sorted(old_by_path.keys() - new_by_path.keys())}
-    fresh = {p: new_by_path[p] for p in sorted(new_by_path.keys() - old_by_path.keys())}
+    gone = {p: unmatched[p] for p in sorted(unmatched)}
+    fresh = {e.relative_path: e for e in sorted(fresh_unsorted, key=lambda e: e.relative_path)}
     # A vanished path whose exact content reappears under a new path is a rename.
     fresh_by_hash: dict[str, list[str]] = {}
     for path, entry in fresh.items():
@@ -266,6 +285,6 @@ def compare_manifests(old: Manifest | str | Path, new: Manifest | str | Path) ->
     """
     a = old if isinstance(old, Manifest) else Manifest.from_path(old)
     b = new if isinstance(new, Manifest) else Manifest.from_path(new)
-    changes = _compare_section(dict(a.metadata_files), dict(b.metadata_files), "metadata")
-    changes += _compare_section(dict(a.data_files), dict(b.data_files), "data")
+    changes = _compare_section(a.metadata_files, b.metadata_files, "metadata")
+    changes += _compare_section(a.data_files, b.data_files, "data")
     return ManifestDiff(a.version, b.version, changes, old_name=a.name, new_name=b.name)

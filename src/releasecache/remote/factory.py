@@ -56,4 +56,10 @@ def make_remote(*, bucket: str | None = None, endpoint_url: str | None = None, a
         options.setdefault("profile_name", profile)
     if max_parts_in_flight is not None:
         options["max_pool_connections"] = max(options.get("max_pool_connections", 0), pool_size(max_parts_in_flight))
-    return S3Remote(bucket, endpoint_url=endpoint_url, anonymous=anonymous, **options)
+    remote = S3Remote(bucket, endpoint_url=endpoint_url, anonymous=anonymous, **options)
+    url = remote.listing_url()
+    if url is not None:  # an unsigned listing is one plain GET: no boto3 client for it
+        remote.lister = HttpRemote(url, pool_size=1, connect_timeout=remote.connect_timeout,
+                                   read_timeout=remote.read_timeout, request_timeout=remote.request_timeout,
+                                   ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None)
+    return remote

@@ -73,6 +73,8 @@ class HttpRemote(Remote):
     request_timeout
         Seconds one response body may take, plus one second per MiB it announces
         (None: no limit); cuts off a server that drips bytes or never ends a body.
+    ca_bundle
+        A file of CA certificates to verify HTTPS servers with (None: requests' default).
 
     Notes
     -----
@@ -92,8 +94,10 @@ class HttpRemote(Remote):
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         headers: dict[str, str] | None = None,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        ca_bundle: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.ca_bundle = ca_bundle
         self.send_version_id = send_version_id
         # Without ?versionId= the server cannot know, let alone prove, which version it sends.
         self.reports_version = send_version_id
@@ -127,6 +131,8 @@ class HttpRemote(Remote):
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update(self.headers)
+            if self.ca_bundle:
+                session.verify = self.ca_bundle
             self._local.session = session
         return session
 
@@ -237,8 +243,12 @@ class HttpRemote(Remote):
         url = self.url_for(location.key)
         params = {"versionId": location.version_id} if (self.send_version_id and location.version_id) else None
         what = f"HEAD {url}"
-        response = self._get(url, what, method="HEAD", params=params, allow_redirects=True,
-                             context={"key": location.key, "version_id": location.version_id})
+        try:
+            response = self._get(url, what, method="HEAD", params=params, allow_redirects=True,
+                                 context={"key": location.key, "version_id": location.version_id})
+        except RemoteAccessError:
+            # Some S3-compatible servers refuse anonymous HEAD but allow GET: ask for one byte.
+            return super().stat(location)
         response.close()
         length = _length(response)
         if length is None:

@@ -1,10 +1,19 @@
-"""S3 through boto3: anonymous by default, pinned to version ids, ranged reads."""
+"""S3 through boto3: anonymous by default, pinned to version ids, ranged reads.
+
+An anonymous listing of manifests (what every start does, to warn when a newer
+manifest exists) is a plain ``GET ?list-type=2`` sent by the :attr:`S3Remote.lister`
+that :func:`~releasecache.remote.make_remote` gives it (an ``HttpRemote``):
+building a boto3 client costs a fresh process more than half a second, which a
+warm start that lists and then reads only from the cache would pay for nothing.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from typing import Any, Iterator
+from urllib.parse import quote
 
 from ..config import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_REGION
 from ..errors import (
@@ -32,6 +41,21 @@ from .base import RangeNotSatisfiable, RangeResponse, Remote
 
 CHUNK = 1024 * 1024
 MAX_LISTED = 1_000_000  # keys listed at most: a listing that never ends must end
+#: Settings boto3 would honour that a plain HTTP request would not: with any of them, boto3 lists.
+BOTO_ONLY_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
+                 "AWS_S3_US_EAST_1_REGIONAL_ENDPOINT")
+_BOTO_ONLY_CONFIG = re.compile(rb"endpoint|fips|dualstack|addressing_style|ca_bundle|accelerate", re.IGNORECASE)
+_DNS_BUCKET = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+
+
+def _aws_config_overrides() -> bool:
+    """True if the AWS config file may change where or how S3 is reached (then boto3 must decide)."""
+    path = os.environ.get("AWS_CONFIG_FILE") or os.path.join(os.path.expanduser("~"), ".aws", "config")
+    try:
+        with open(path, "rb") as fh:
+            return bool(_BOTO_ONLY_CONFIG.search(fh.read(1 << 20)))
+    except OSError:
+        return False
 
 
 def _translate(exc: BaseException, what: str, **context: Any) -> RemoteError:
@@ -139,6 +163,8 @@ class S3Remote(Remote):
         self.read_timeout = read_timeout
         self._client: Any = None
         self._lock = threading.Lock()
+        #: Lists manifests with unsigned plain GETs while :meth:`listing_url` allows it (set by make_remote).
+        self.lister: Remote | None = None
 
     # -- pickling: the client holds sockets; rebuild it on the other side -------
 
@@ -188,6 +214,36 @@ class S3Remote(Remote):
         )
         return session.client("s3", endpoint_url=self.endpoint_url, config=config)
 
+    def listing_url(self) -> str | None:
+        """The bucket's URL for an unsigned ``GET ?list-type=2``, or None if only boto3 may list.
+
+        Anonymous requests need no signing, so a plain GET is the same request
+        boto3 would send: path-style below a custom endpoint, virtual-hosted on
+        AWS (``AWS_CA_BUNDLE`` verifies it, as for boto3). boto3 lists when
+        anything it would honour differs: credentials, an endpoint or a
+        FIPS/dual-stack setting from the environment or the AWS config file, a
+        bucket name that is not a plain DNS label.
+        """
+        if not self.anonymous or self.bucket is None or any(os.environ.get(k) for k in BOTO_ONLY_ENV):
+            return None
+        if self.endpoint_url:
+            return f"{self.endpoint_url.rstrip('/')}/{quote(self.bucket)}"
+        if not _DNS_BUCKET.fullmatch(self.bucket) or _aws_config_overrides():
+            return None
+        return f"https://{self.bucket}.s3.{self.region or 'us-east-1'}.amazonaws.com"
+
+    def ranged_reader(self) -> Remote:
+        """The unsigned lister while :meth:`listing_url` allows it, else this remote.
+
+        An anonymous ranged GET of ``<bucket url>/<key>?versionId=<id>`` is the
+        request boto3 would send; plain, it needs no boto3 client (about 0.2 s of
+        imports and set-up before a stream's first byte). The lister's answers
+        are checked as boto3's are: the version id, the range, the length.
+        """
+        if self.lister is not None and self.listing_url() is not None:
+            return self.lister
+        return self
+
     def describe(self) -> str:
         where = self.endpoint_url or "AWS"
         return f"S3Remote s3://{self.bucket or '<from URLs>'} at {where}"
@@ -203,6 +259,8 @@ class S3Remote(Remote):
         bucket = self.bucket
         if bucket is None:
             raise RemoteError("S3Remote needs a bucket to list manifests")
+        if self.lister is not None and self.listing_url() is not None:
+            return self.lister.list_manifests(project)
         try:
             paginator = self.client.get_paginator("list_objects_v2")
             pages = paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": MAX_LISTED})

@@ -21,7 +21,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 
 @dataclass(frozen=True)
@@ -55,29 +55,41 @@ class PermissionProblem:
                 "want_mode": f"{self.want_mode:04o}", "want_gid": self.want_gid, "problem": self.problem}
 
 
-def _walk(root: Path) -> Iterator[tuple[Path, os.stat_result | None, OSError | None]]:
-    """Every directory and file below ``root`` (never following links), with its lstat."""
+def _walk(root: str, known: Mapping[str, os.stat_result]) -> Iterator[tuple[str, os.stat_result | None,
+                                                                         OSError | None]]:
+    """Every directory and file below ``root`` with its lstat; symbolic links are skipped, never followed.
+
+    String paths and one ``lstat`` per entry (none for paths in ``known``, whose lstat the
+    caller just took, and none for the links the directory listing names as links): a cache
+    holds a blob, a stamp, a lock and a view link per file, 400,000 entries for a release of
+    100,000 files.
+    """
     stack = [root]
     while stack:
         folder = stack.pop()
         try:
-            names = sorted(os.listdir(folder))
+            with os.scandir(folder) as it:
+                # is_symlink() reads the listing's file type; it costs an lstat only where that is unknown
+                names = sorted(entry.name for entry in it if not entry.is_symlink())
         except OSError as exc:
             yield folder, None, exc
             continue
         for name in names:
-            path = folder / name
-            try:
-                st = os.lstat(path)
-            except OSError as exc:
-                yield path, None, exc
-                continue
+            path = f"{folder}/{name}"
+            st = known.get(path)
+            if st is None:
+                try:
+                    st = os.lstat(path)
+                except OSError as exc:
+                    yield path, None, exc
+                    continue
             yield path, st, None
             if stat.S_ISDIR(st.st_mode):
                 stack.append(path)
 
 
-def check_tree(root: str | os.PathLike[str]) -> list[PermissionProblem]:
+def check_tree(root: str | os.PathLike[str], known: Mapping[str, os.stat_result] | None = None) -> list[
+        PermissionProblem]:
     """What, below ``root``, would lock out the users the cache directory itself lets in.
 
     The cache directory's group bits say what its group may do: read (``g+rx``)
@@ -86,8 +98,10 @@ def check_tree(root: str | os.PathLike[str]) -> list[PermissionProblem]:
     and belong to the same group); each file must be group-readable, and
     group-writable in a shared cache, except blobs, which must be read-only.
     Nothing is reported for a cache directory its group cannot enter.
+    ``known`` maps paths (``root`` joined with "/") to an ``lstat`` just taken, which is
+    then not taken again.
     """
-    top = Path(root)
+    top = os.fspath(root).rstrip("/") or "/"
     try:
         st_root = os.stat(top)
     except OSError:
@@ -101,29 +115,31 @@ def check_tree(root: str | os.PathLike[str]) -> list[PermissionProblem]:
     dir_need = 0o070 if shared else 0o050
     file_need = 0o060 if shared else 0o040
     problems: list[PermissionProblem] = []
-    blobs = top / "blobs"
-    for path, st, error in _walk(top):
-        rel = str(path.relative_to(top))
+    blobs = f"{top}/blobs/"
+    skip = len(top) + 1
+    for path, st, error in _walk(top, known or {}):
+        rel = path[skip:] if path != top else "."
         if error is not None:
             if error.errno in (errno.EACCES, errno.EPERM):
                 problems.append(PermissionProblem(rel, -1, 0, -1, dir_need, gid,
                                                   f"cannot be read by uid {os.geteuid()}: {error.strerror}"))
             continue
         assert st is not None
-        mode = stat.S_IMODE(st.st_mode)
-        if stat.S_ISLNK(st.st_mode):
+        mode = st.st_mode & 0o7777
+        fmt = st.st_mode & 0o170000
+        if fmt == stat.S_IFLNK:
             continue
         why: list[str] = []
         want = mode
-        if stat.S_ISDIR(st.st_mode):
+        if fmt == stat.S_IFDIR:
             if mode & dir_need != dir_need:
                 why.append(f"the group cannot {'write into' if shared else 'enter'} it")
                 want |= dir_need
             if setgid and not mode & stat.S_ISGID:
                 why.append("it lost the setgid bit, so new files there get the creator's group")
                 want |= stat.S_ISGID
-        elif stat.S_ISREG(st.st_mode):
-            is_blob = blobs in path.parents
+        elif fmt == stat.S_IFREG:
+            is_blob = path.startswith(blobs)
             need = 0o040 if is_blob else file_need
             if mode & need != need:
                 why.append("the group cannot read it" if not mode & 0o040 else "the group cannot write it")

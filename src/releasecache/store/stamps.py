@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -71,16 +70,32 @@ def last_verified(stamp: dict[str, Any] | None) -> float:
         return 0.0
 
 
-def read_stamp(stamps_dir: Path, file_hash: str) -> dict[str, Any] | None:
-    path = stamp_path(stamps_dir, file_hash)
+# Opening a stamp never follows a link and never blocks (a FIFO planted in its place reads as empty).
+_STAMP_OPEN = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_stamp(stamps_dir: Path | str, file_hash: str) -> dict[str, Any] | None:
+    """The blob's stamp, or None if it has none (or one that is not a small JSON object in a regular file).
+
+    Three system calls (open, read, close) and string paths: a fast verify reads 100,000 of them.
+    """
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return None
-        with open(path, "rb") as fh:
-            value = json.loads(fh.read(4096))
-        return value if isinstance(value, dict) else None
-    except (OSError, ValueError):
+        fd = os.open(f"{stamps_dir}/{file_hash[:2]}/{file_hash}", _STAMP_OPEN)
+    except OSError:
         return None
+    try:
+        data = os.read(fd, 4097)
+    except OSError:  # a directory
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > 4096 or not data.startswith(b"{"):  # not a stamp (a device, a FIFO, something else)
+        return None
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def stamp_matches(stamp: dict[str, Any] | None, st: os.stat_result) -> bool:

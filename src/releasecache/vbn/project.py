@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import operator
 import os
-from typing import TYPE_CHECKING, Any, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -22,12 +23,11 @@ from ..config import DEFAULT_BUCKET, DEFAULT_PROJECT
 from ..errors import InvalidArgumentError, ManifestVersionError, UnknownSessionError
 from ..manifest import Manifest, ManifestDiff, parse_semver
 from ..transfer import TransferConfig
-from .nwb import BehaviorSession, EcephysSession, ProbeMeta
-from .streaming import open_data
-from .tables import filter_abnormal_sessions, load_table
+from .tables import filter_abnormal_sessions, independent_copy, load_table
 
 if TYPE_CHECKING:
     from ..cache.prefetch import PrefetchReport
+    from .nwb import BehaviorSession, EcephysSession
 
 log = logging.getLogger("releasecache")
 
@@ -91,8 +91,10 @@ class ProjectCache:
         cache.ui_name = type(self).__name__  # warnings name the class the user calls
         self.skip_version_check = skip_version_check
         self._tables: dict[tuple[str, str], pd.DataFrame] = {}
+        # Every manifest loaded through this facade is checked once, on the copy that is loaded.
+        cache.check_manifest = self._check_version
         if cache.current_manifest() is None:
-            self._check_version(cache.load_last_manifest())
+            cache.load_last_manifest()
 
     # -- constructors ------------------------------------------------------------
 
@@ -198,13 +200,11 @@ class ProjectCache:
     def load_manifest(self, manifest_name: str) -> None:
         """Switch to another manifest (a name, or a version such as ``"0.4.0"``); tables are re-read for it."""
         name = self.cache.resolve_manifest_name(manifest_name)
-        self._check_version(self.cache.get_manifest(name))
-        self.cache.load_manifest(name)
+        self.cache.load_manifest(name)  # checked by _check_version before it becomes current
 
     def load_latest_manifest(self) -> None:
         """Switch to the newest manifest (warning if that moves past the newest one used here before)."""
-        self._check_version(self.cache.get_manifest(self.latest_manifest_file()))
-        self.cache.load_latest_manifest()
+        self.cache.load_latest_manifest()  # checked by _check_version before it becomes current
 
     def compare_manifests(self, manifest_0_name: str, manifest_1_name: str) -> ManifestDiff:
         """What changed between two manifests (names or versions): AllenSDK's report text, as a ``str``."""
@@ -241,23 +241,23 @@ class ProjectCache:
         histology or activity are dropped.
         """
         frame = self._table("ecephys_sessions")
-        return filter_abnormal_sessions(frame) if filter_abnormalities else frame.copy()
+        return filter_abnormal_sessions(frame) if filter_abnormalities else independent_copy(frame)
 
     def get_behavior_session_table(self) -> pd.DataFrame:
         """One row per behavior session, indexed by ``behavior_session_id``."""
-        return self._table("behavior_sessions").copy()
+        return independent_copy(self._table("behavior_sessions"))
 
     def get_probe_table(self) -> pd.DataFrame:
         """One row per probe, indexed by ``ecephys_probe_id``."""
-        return self._table("probes").copy()
+        return independent_copy(self._table("probes"))
 
     def get_channel_table(self) -> pd.DataFrame:
         """One row per channel, indexed by ``ecephys_channel_id``."""
-        return self._table("channels").copy()
+        return independent_copy(self._table("channels"))
 
     def get_unit_table(self) -> pd.DataFrame:
         """One row per unit, indexed by ``unit_id``."""
-        return self._table("units").copy()
+        return independent_copy(self._table("units"))
 
     # -- file ids ----------------------------------------------------------------------
 
@@ -317,13 +317,33 @@ class ProjectCache:
 
     # -- sessions ----------------------------------------------------------------------
 
-    def _open_session(self, factory: Any, file_id: int, stream: bool, **kwargs: Any) -> Any:
-        """Build a session over the verified local file, or over a ranged-read stream."""
+    def _open_session(self, factory: Any, file_id: int, stream: bool,
+                      make_kwargs: Callable[[], dict[str, Any]] = dict) -> Any:
+        """Build a session over the verified local file, or over a ranged-read stream.
+
+        ``make_kwargs()`` gives the session's other arguments. When streaming, it
+        runs (and the HDF5 reader is imported) in a helper thread while the
+        stream's first request is on the network.
+        """
         if not stream:
-            session = factory(self.cache.download_data(file_id), **kwargs)
+            session = factory(self.cache.download_data(file_id), **make_kwargs())
             session.streamed, session.verified = False, True
             return session
-        remote_file = open_data(self.cache, file_id, prefer_local=True)
+        from .nwb import prepare_reader  # noqa: PLC0415 - a start that only reads tables needs no session code
+        from .streaming import open_data  # noqa: PLC0415 - nor stream code
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-session-args") as pool:
+            gathering = pool.submit(lambda: (make_kwargs(), prepare_reader())[0])
+            try:
+                remote_file = open_data(self.cache, file_id, prefer_local=True)
+            except BaseException:
+                gathering.cancel()
+                raise
+            try:
+                kwargs = gathering.result()
+            except BaseException:
+                remote_file.close()
+                raise
         session = factory(remote_file, **kwargs)
         close_session = session.close
 
@@ -355,13 +375,19 @@ class ProjectCache:
         Probe LFP files are downloaded only when ``get_lfp`` or
         ``get_current_source_density`` is called for that probe.
         """
+        # imported here: a start that only reads tables needs no session code
+        from .nwb import EcephysSession, ProbeMeta
+
         file_id = self._ecephys_file_id(ecephys_session_id)
-        probe_meta = {
-            name: ProbeMeta(lfp_csd_filepath=(lambda fid=fid: self.cache.download_data(fid)),
-                            lfp_sampling_rate=rate)
-            for name, (fid, rate) in self._probe_file_ids(ecephys_session_id).items()
-        }
-        return self._open_session(EcephysSession, file_id, stream, probe_meta=probe_meta)
+
+        def session_kwargs() -> dict[str, Any]:
+            return {"probe_meta": {
+                name: ProbeMeta(lfp_csd_filepath=(lambda fid=fid: self.cache.download_data(fid)),
+                                lfp_sampling_rate=rate)
+                for name, (fid, rate) in self._probe_file_ids(ecephys_session_id).items()
+            }}
+
+        return self._open_session(EcephysSession, file_id, stream, session_kwargs)
 
     def get_behavior_session(self, behavior_session_id: int, *, stream: bool = False) -> "BehaviorSession":
         """A behavior session as a :class:`~releasecache.vbn.nwb.BehaviorSession`.
@@ -370,6 +396,9 @@ class ProjectCache:
         NWB, as the released files are organised. ``stream`` as in
         :meth:`get_ecephys_session`.
         """
+        # imported here: a start that only reads tables needs no session code
+        from .nwb import BehaviorSession
+
         return self._open_session(BehaviorSession, self._behavior_file_id(behavior_session_id), stream)
 
     def used_files(self) -> list[dict[str, Any]]:

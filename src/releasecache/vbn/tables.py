@@ -9,8 +9,12 @@ Typing follows the reference reader of the Visual Behavior Neuropixels release:
 * one index column per table (:data:`INDEX_COLUMNS`).
 
 Reloading is fast: the typed frame is stored once as an uncompressed Arrow
-IPC (Feather v2) file, read back memory-mapped, named after the CSV's blake2b content hash, and an unchanged CSV is
-read back from it instead of being parsed again. The sidecar is written
+IPC (Feather v2) file of one record batch, named after the CSV's blake2b
+content hash, and an unchanged CSV is read back from it instead of being
+parsed again. Under pandas' copy-on-write (always in pandas >= 3) the numeric
+columns are views of a private (copy-on-write) memory map of the sidecar:
+a reload copies nothing, pages are read when used, and a write to the frame
+copies the page it touches, never changing the file. The sidecar is written
 atomically (temporary file, fsync, :func:`os.replace`), so a reader never sees
 a partial one; an unreadable sidecar is ignored, removed and rebuilt.
 """
@@ -18,6 +22,7 @@ a partial one; an unreadable sidecar is ignored, removed and rebuilt.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import re
 import tempfile
@@ -56,8 +61,8 @@ NULLABLE_INT_TABLES: frozenset[str] = frozenset({"ecephys_sessions", "behavior_s
 
 ABNORMALITY_COLUMNS: tuple[str, ...] = ("abnormal_histology", "abnormal_activity")
 
-SIDECAR_FORMAT = 1
-"""Bump when the typing rules change, so old sidecars are not reused."""
+SIDECAR_FORMAT = 2
+"""Bump when the typing rules or the layout change, so old sidecars are not reused (2: one record batch)."""
 
 _OBJECT_TEXT = int(pd.__version__.split(".", 1)[0]) < 3
 """pandas < 3 keeps text as Python objects; pandas >= 3 has an Arrow-backed string dtype."""
@@ -155,14 +160,47 @@ def sidecar_path(sidecar_dir: Path, name: str, content_hash: str) -> Path:
     return Path(sidecar_dir) / f"{content_hash}.{name}.v{SIDECAR_FORMAT}-pd{pandas_major}.arrow"
 
 
+def copy_on_write() -> bool:
+    """True if pandas copies a column before writing to it (pandas >= 3, or the option set in pandas 2).
+
+    Only then may frames share columns (a zero-copy sidecar read, a shallow copy for a caller).
+    """
+    return not _OBJECT_TEXT or getattr(pd.options.mode, "copy_on_write", False) is True
+
+
+def independent_copy(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` that the caller may change without changing ``frame``.
+
+    Under copy-on-write a shallow copy is one (data is copied when either side
+    writes), with its own index and columns objects so that renaming them stays
+    local too; otherwise, a deep copy.
+    """
+    if not copy_on_write():
+        return frame.copy()
+    out = frame.copy(deep=False)
+    out.index = frame.index.copy()
+    out.columns = frame.columns.copy()
+    return out
+
+
+def _map_private(path: Path) -> mmap.mmap:
+    """The file mapped copy-on-write: readable in place, and writable without touching the file."""
+    with open(path, "rb") as fh:
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+
+
 def _read_sidecar(path: Path, name: str) -> pd.DataFrame | None:
     import pyarrow as pa  # noqa: PLC0415 - pyarrow is only needed with a sidecar
-    from pyarrow import feather  # noqa: PLC0415
+    from pyarrow import feather, ipc  # noqa: PLC0415
 
     try:
-        # Memory-mapped and uncompressed: to_pandas() copies the numeric
-        # columns into fresh blocks, which is the only real work left.
-        frame = _from_arrow(feather.read_table(str(path), memory_map=True), name)
+        # Uncompressed, one record batch, memory-mapped: nothing is parsed, and
+        # under copy-on-write nothing is copied either (see _writable_views).
+        if copy_on_write():
+            mapping = _map_private(path)
+            frame = _from_arrow(ipc.open_file(pa.BufferReader(pa.py_buffer(mapping))).read_all(), name, mapping)
+        else:
+            frame = _from_arrow(feather.read_table(str(path), memory_map=True), name)
     except FileNotFoundError:
         return None
     except (OSError, pa.ArrowException, ValueError, KeyError, TypeError) as exc:
@@ -196,12 +234,13 @@ def _to_arrow(frame: pd.DataFrame) -> Any:
     return table
 
 
-def _from_arrow(table: Any, name: str) -> pd.DataFrame | None:
+def _from_arrow(table: Any, name: str, mapping: mmap.mmap | None = None) -> pd.DataFrame | None:
     """Inverse of :func:`_to_arrow` (None if the index column is missing).
 
     The index is attached directly rather than with ``set_index``, which
     copies every column under pandas < 3. Missing text is NaN, as
-    ``read_csv`` spells it.
+    ``read_csv`` spells it. With the private ``mapping`` the table was read
+    from, columns are views of it instead of copies.
     """
     import pyarrow as pa  # noqa: PLC0415
 
@@ -212,8 +251,8 @@ def _from_arrow(table: Any, name: str) -> pd.DataFrame | None:
     if name in NULLABLE_INT_TABLES and index_name in INTEGER_COLUMNS:
         index = index.astype("Int64")
     table = table.drop_columns([index_name])
-    frame = table.to_pandas()
-    frame.index = pd.Index(index, name=index_name)
+    # split_blocks: one block per column, zero-copy where Arrow's layout is numpy's
+    frame = table.to_pandas(split_blocks=mapping is not None)
     for field, column in zip(table.schema, table.columns):
         if pa.types.is_dictionary(field.type):
             frame[field.name] = _decode_dictionary(column)
@@ -221,7 +260,36 @@ def _from_arrow(table: Any, name: str) -> pd.DataFrame | None:
             values = frame[field.name].to_numpy(dtype=object, copy=True)
             values[pd.isna(values)] = np.nan
             frame[field.name] = values
+    if mapping is not None:
+        frame = _writable_views(frame, mapping)
+    frame.index = pd.Index(index, name=index_name)
     return frame
+
+
+def _writable_views(frame: pd.DataFrame, mapping: mmap.mmap) -> pd.DataFrame:
+    """``frame`` with its zero-copy numpy columns as writable views of the same bytes of ``mapping``.
+
+    Arrow marks the arrays it lends read-only, so a frame that owned them alone
+    could not be written to at all (copy-on-write copies only what another
+    object shares). The mapping is private (``ACCESS_COPY``): a write copies
+    the page it touches and never reaches the sidecar. Columns that were
+    converted (booleans, columns with nulls, text) are kept as they are.
+    """
+    whole = np.frombuffer(mapping, dtype=np.uint8)
+    start, end = whole.ctypes.data, whole.ctypes.data + len(whole)
+    columns: dict[Any, Any] = {}
+    for label in frame.columns:
+        series = frame[label]
+        values = series.to_numpy() if isinstance(series.dtype, np.dtype) else None
+        if (values is not None and values.ndim == 1 and values.strides == (values.itemsize,)
+                and start <= values.ctypes.data and values.ctypes.data + values.nbytes <= end):
+            columns[label] = np.frombuffer(mapping, dtype=values.dtype, count=len(values),
+                                           offset=values.ctypes.data - start)
+        else:
+            columns[label] = series
+    out = pd.DataFrame(columns, copy=False)
+    out.columns.name = frame.columns.name
+    return out
 
 
 def _decode_dictionary(column: Any) -> np.ndarray:
@@ -243,6 +311,14 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
+def _remove_older_formats(path: Path) -> None:
+    """Remove the sidecars of the same table written in an older format (they are never read again)."""
+    for version in range(1, SIDECAR_FORMAT):
+        old = path.with_name(path.name.replace(f".v{SIDECAR_FORMAT}-", f".v{version}-"))
+        if old != path:
+            _remove_quietly(old)
+
+
 def _write_sidecar(frame: pd.DataFrame, path: Path) -> None:
     """Write the sidecar atomically; failures are logged, never raised."""
     import pyarrow as pa  # noqa: PLC0415
@@ -256,11 +332,15 @@ def _write_sidecar(frame: pd.DataFrame, path: Path) -> None:
                                          delete=False) as handle:
             tmp_name = handle.name
             os.fchmod(handle.fileno(), file_mode())  # at once: a sidecar left by a kill must not be 0600
-            feather.write_feather(table, handle, compression="uncompressed")
+            # One record batch: several would make every column a chunked array, which
+            # to_pandas() must concatenate (a copy) instead of viewing in place.
+            feather.write_feather(table.combine_chunks(), handle, compression="uncompressed",
+                                  chunksize=max(table.num_rows, 1))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
         tmp_name = None
+        _remove_older_formats(path)
     except (OSError, pa.ArrowException, ValueError, TypeError) as exc:
         logger.warning("could not write table sidecar %s (%s); tables will be parsed from CSV",
                        path, exc)

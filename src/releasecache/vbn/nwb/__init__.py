@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
+from ._file import prepare_reader
 from .behavior import BehaviorSession
 from .ecephys import EcephysSession, Probe, ProbeMeta, Probes
 
-__all__ = ["BehaviorSession", "EcephysSession", "Probe", "ProbeMeta", "Probes"]
+__all__ = ["BehaviorSession", "EcephysSession", "Probe", "ProbeMeta", "Probes", "prepare_reader"]

@@ -15,6 +15,7 @@ import pandas as pd
 from ...errors import NwbLayoutError
 from . import layout
 from ._file import processing_child, read_dataset, scalar_columns
+from ._h5table import NotPlainTable, child, neurodata_type, table_columns
 
 logger = logging.getLogger("releasecache")
 
@@ -52,7 +53,11 @@ def _none_text(value: Any) -> Any:
 
 
 def _presentation_table(table: Any) -> pd.DataFrame:
-    frame = scalar_columns(table, skip=PRESENTATION_SKIPPED).reset_index(drop=True)
+    return _presentation_frame(scalar_columns(table, skip=PRESENTATION_SKIPPED))
+
+
+def _presentation_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True)
     for column in frame.columns:
         if frame[column].dtype == object:
             frame[column] = frame[column].replace("N/A", "")
@@ -74,9 +79,36 @@ def _merge_end_times(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     return df.rename(columns={"stop_time": "end_time"})
 
 
-def stimulus_presentations(nwbfile: Any, trials: pd.DataFrame | None, path: Path, *,
+def presentation_frames(nwbfile: Any) -> list[pd.DataFrame]:
+    """Each ``*_presentations`` interval table, read through pynwb."""
+    return [_presentation_table(table) for name, table in nwbfile.intervals.items()
+            if name.endswith(layout.PRESENTATIONS_SUFFIX)]
+
+
+def presentation_frames_h5(h5: Any) -> list[pd.DataFrame]:
+    """Each ``*_presentations`` interval table, read straight from the HDF5 groups (in pynwb's order)."""
+    intervals = child(h5, layout.INTERVALS)
+    if intervals is None:
+        raise NotPlainTable("no intervals group")
+    frames = []
+    for name, group in intervals.items():
+        if not name.endswith(layout.PRESENTATIONS_SUFFIX):
+            continue
+        if neurodata_type(group) != layout.TIME_INTERVALS:
+            raise NotPlainTable(f"intervals/{name} is not a TimeIntervals table")
+        frames.append(_presentation_frame(table_columns(group, skip=PRESENTATION_SKIPPED)))
+    return frames
+
+
+def has_trials_h5(h5: Any) -> bool:
+    """Whether the file has a trials table (``intervals/trials``)."""
+    intervals = child(h5, layout.INTERVALS)
+    return intervals is not None and layout.TRIALS in intervals
+
+
+def stimulus_presentations(frames: list[pd.DataFrame], trials: pd.DataFrame | None, path: Path, *,
                            add_is_change: bool) -> pd.DataFrame:
-    """All ``*_presentations`` interval tables as one frame sorted by start time.
+    """All ``*_presentations`` interval tables (``frames``, as read) as one frame sorted by start time.
 
     Follows the reference reader: the tables are concatenated as stored, so a
     bool column stays ``bool``; float columns holding only 0/1 (and NaN)
@@ -90,8 +122,6 @@ def stimulus_presentations(nwbfile: Any, trials: pd.DataFrame | None, path: Path
     reference reader does for behavior sessions. Missing ``active``,
     ``trials_id`` and ``is_sham_change`` are derived from the trials.
     """
-    frames = [_presentation_table(table) for name, table in nwbfile.intervals.items()
-              if name.endswith(layout.PRESENTATIONS_SUFFIX)]
     if not frames:
         raise NwbLayoutError(f"{path.name} has no stimulus presentations "
                              f"(no intervals['*{layout.PRESENTATIONS_SUFFIX}'] tables)")
@@ -166,12 +196,27 @@ def _derive_missing(df: pd.DataFrame, trials: pd.DataFrame | None) -> pd.DataFra
 # --- trials, licks, rewards, running -------------------------------------------------------
 
 
+TRIAL_SKIPPED = ("tags", "timeseries")
+TRIAL_RAGGED = ("lick_times",)
+
+
 def trials(nwbfile: Any, path: Path) -> pd.DataFrame:
     """The trials table, index ``trials_id`` (``lick_times`` one array per trial)."""
     table = nwbfile.trials
     if table is None:
         raise NwbLayoutError(f"{path.name} has no trials table (intervals['trials'])")
-    df = scalar_columns(table, skip=("tags", "timeseries"), ragged=("lick_times",))
+    return _trials_frame(scalar_columns(table, skip=TRIAL_SKIPPED, ragged=TRIAL_RAGGED))
+
+
+def trials_h5(h5: Any) -> pd.DataFrame:
+    """:func:`trials`, read straight from the HDF5 group."""
+    group = child(h5, f"{layout.INTERVALS}/{layout.TRIALS}")
+    if group is None or neurodata_type(group) != layout.TIME_INTERVALS:
+        raise NotPlainTable("no TimeIntervals table intervals/trials")
+    return _trials_frame(table_columns(group, skip=TRIAL_SKIPPED, ragged=TRIAL_RAGGED))
+
+
+def _trials_frame(df: pd.DataFrame) -> pd.DataFrame:
     df = df.rename(columns={"stimulus_change": "is_change"})
     if "change_frame" in df.columns:
         df["change_frame"] = df["change_frame"].fillna(INT_NULL).astype(np.int64)

@@ -22,6 +22,7 @@ from ._file import (
     split_ragged,
     table_ids,
 )
+from ._h5table import NotPlainTable, child, neurodata_type, table_columns
 
 logger = logging.getLogger("releasecache")
 
@@ -47,6 +48,14 @@ def units_table(nwbfile: Any, path: Path) -> pd.DataFrame:
     if units is None:
         raise NwbLayoutError(f"{path.name} has no units table")
     return scalar_columns(units, skip=UNIT_RAGGED)
+
+
+def units_table_h5(h5: Any) -> pd.DataFrame:
+    """:func:`units_table`, read straight from the HDF5 group."""
+    group = child(h5, layout.UNITS)
+    if group is None or neurodata_type(group) != layout.UNITS_TYPE:
+        raise NotPlainTable("no Units table at /units")
+    return table_columns(group, skip=UNIT_RAGGED)
 
 
 def ragged_unit_column(nwbfile: Any, name: str, path: Path) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO, Callable, TypeVar, Union
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,8 @@ from ...errors import NwbLayoutError, ReleaseCacheError, SessionClosedError
 
 logger = logging.getLogger("releasecache")
 
+
+T = TypeVar("T")
 
 Source = Union[Path, str, BinaryIO]
 """A local path, or a seekable binary file object (e.g. a streamed remote file)."""
@@ -63,6 +65,11 @@ def _type_map_for(h5: Any) -> Any:
     return types
 
 
+def prepare_reader() -> None:
+    """Import the HDF5 reader now (h5py: tens of ms), e.g. while waiting for a stream's first bytes."""
+    import h5py  # noqa: F401, PLC0415 - the point is the import itself
+
+
 class NwbHandle:
     """One NWB file, opened read-only on first use and closed by :meth:`close`.
 
@@ -97,7 +104,7 @@ class NwbHandle:
     @property
     def is_open(self) -> bool:
         """Whether the HDF5 file is currently open."""
-        return self._io is not None
+        return self._h5 is not None
 
     @property
     def nwbfile(self) -> Any:
@@ -108,18 +115,67 @@ class NwbHandle:
             self._open()
         return self._nwbfile
 
+    @property
+    def h5(self) -> Any:
+        """The ``h5py.File``, opened on first use without building any pynwb object."""
+        if self._closed:
+            raise SessionClosedError(f"{self.path.name} was closed; open the session again")
+        if self._h5 is None:
+            self._open_h5()
+        return self._h5
+
+    def read_direct(self, read: Callable[[Any], T], fallback: Callable[[Any], T]) -> T:
+        """``read(h5py file)``, or ``fallback(nwbfile)`` through pynwb when ``read`` cannot.
+
+        The direct readers know the release's layout and read its datasets
+        with h5py; for anything else they do not read exactly as pynwb would
+        (a missing part, a file that is not NWB, an unusual column) they give
+        way to the pynwb reader, which then decides (and names the problem).
+        A failed streamed read (network, wrong version) is raised as it is.
+        """
+        try:
+            h5 = self.h5
+            if h5.attrs.get("neurodata_type") in ("NWBFile", b"NWBFile"):
+                return read(h5)
+            reason: str = "the root is not an NWBFile"
+        except (ReleaseCacheError, SessionClosedError):
+            raise
+        except Exception as exc:  # h5py's own errors: let pynwb read (and judge) the file
+            ours = _our_error(exc)
+            if ours is not None:
+                raise ours from None
+            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        logger.debug("%s: reading through pynwb (%s)", self.path.name, reason)
+        return fallback(self.nwbfile)
+
+    def _open_h5(self) -> None:
+        import h5py  # noqa: PLC0415 - slow to import: only when a file is first read
+
+        try:
+            self._h5 = h5py.File(self._fileobj if self._fileobj is not None else str(self.path), "r")
+        except Exception as exc:  # h5py has its own ways to say "not HDF5"
+            self._h5 = None
+            ours = _our_error(exc)
+            if ours is not None:  # a streamed read that failed (network, wrong version): say that, not "not NWB"
+                raise ours from None
+            raise NwbLayoutError(f"{self.path.name} is not a readable NWB file: {type(exc).__name__}: "
+                                 f"{str(exc)[:300]}") from exc
+
     def _open(self) -> None:
-        # h5py/hdmf/pynwb are slow to import: only when a file is first read
-        import h5py  # noqa: PLC0415
+        # hdmf/pynwb are slow to import: only when a file is first read through them
         from hdmf.build import BuildManager  # noqa: PLC0415
         from pynwb import NWBHDF5IO  # noqa: PLC0415
 
         io = None
         try:
-            self._h5 = h5py.File(self._fileobj if self._fileobj is not None else str(self.path), "r")
+            if self._h5 is None:
+                self._open_h5()
             manager = BuildManager(_type_map_for(self._h5))
             io = NWBHDF5IO(file=self._h5, mode="r", manager=manager, load_namespaces=False)
             self._nwbfile = io.read()
+        except NwbLayoutError:
+            self._close_h5()
+            raise
         except Exception as exc:  # h5py, hdmf and pynwb each have their own ways to say "not NWB"
             if io is not None:
                 try:

@@ -122,8 +122,9 @@ class BehaviorSession:
 
     @cached_property
     def _presentations(self) -> pd.DataFrame:
-        trials = self._trials if self._nwb.trials is not None else None
-        return bd.stimulus_presentations(self._nwb, trials, self.nwb_path,
+        frames = self._handle.read_direct(bd.presentation_frames_h5, bd.presentation_frames)
+        has_trials = self._handle.read_direct(bd.has_trials_h5, lambda nwb: nwb.trials is not None)
+        return bd.stimulus_presentations(frames, self._trials if has_trials else None, self.nwb_path,
                                          add_is_change=self.RECOMPUTE_IS_CHANGE)
 
     @property
@@ -159,7 +160,7 @@ class BehaviorSession:
 
     @cached_property
     def _trials(self) -> pd.DataFrame:
-        return bd.trials(self._nwb, self.nwb_path)
+        return self._handle.read_direct(bd.trials_h5, lambda nwb: bd.trials(nwb, self.nwb_path))
 
     @property
     def trials(self) -> pd.DataFrame:

@@ -220,7 +220,7 @@ class EcephysSession(BehaviorSession):
 
     @cached_property
     def _units(self) -> pd.DataFrame:
-        return ed.units_table(self._nwb, self.nwb_path)
+        return self._handle.read_direct(ed.units_table_h5, lambda nwb: ed.units_table(nwb, self.nwb_path))
 
     def get_units(self, filter_by_validity: bool = False, filter_out_of_brain_units: bool = False,
                   amplitude_cutoff_maximum: float | None = None,
