@@ -12,14 +12,14 @@ Throughput is measured over *epochs*: an epoch starts with the first part after 
 spell, and ends when at least ``epoch`` seconds and one part's duration have passed and
 half the slots have completed a part; its rate is compared with the previous level's. Growth needs demand: if fewer parts were wanted than
 allowed, the limit is not what holds the download back, and it is left alone. Growth also needs
-idle CPU: an epoch in which the process kept (nearly) every core busy was bound by hashing and
-copying, not by the link, and more parts would only add work (on loopback and in-region links,
-the first epoch's gain over a cold start would otherwise look like a reason to grow).
+idle CPU: an epoch in which the machine's cores were (nearly) all busy was bound by hashing and
+copying (ours, the server's, anyone's), not by the link, and more parts would only add work (on
+loopback and in-region links, the first epoch's gain over a cold start would otherwise look like
+a reason to grow).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Callable
@@ -40,12 +40,11 @@ class AdaptiveConcurrency:
         A level counts as faster when its rate is at least ``growth`` times the previous level's.
     clock
         Time source (monotonic seconds).
-    cpu_clock
-        The process's CPU seconds (all threads); None: never judge an epoch CPU-bound.
-    cpus
-        Cores the process may use; an epoch that used ``busy`` of them or more does not grow.
+    cpu_load
+        ``(busy, total)`` CPU time of the machine so far (any unit); None: never judge an
+        epoch CPU-bound. The default reads ``/proc/stat`` where there is one.
     busy
-        Fraction of ``cpus`` that counts as CPU-bound.
+        Fraction of the machine's CPU time busy in an epoch that counts as CPU-bound.
 
     Attributes
     ----------
@@ -57,15 +56,15 @@ class AdaptiveConcurrency:
 
     def __init__(self, start: int = 4, minimum: int = 2, maximum: int = 32, *, epoch: float = 0.25,
                  growth: float = 1.25, clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] | None = time.process_time, cpus: int | None = None,
-                 busy: float = 0.85) -> None:
+                 cpu_load: Callable[[], tuple[float, float]] | None = None,
+                 busy: float = 0.9) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
         self._limit = max(minimum, min(start, maximum))
         self.epoch, self.growth, self.clock = epoch, growth, clock
-        self.cpu_clock, self.busy = cpu_clock, busy
-        self.cpus = cpus or _usable_cpus()
+        self.cpu_load = cpu_load if cpu_load is not None else machine_cpu_load()
+        self.busy = busy
         self.in_flight = 0
         self.peak = 0
         self.history: list[tuple[float, int, float]] = []
@@ -83,7 +82,7 @@ class AdaptiveConcurrency:
 
     def _reset_epoch(self, now: float) -> None:
         self._t0 = now
-        self._cpu0 = self.cpu_clock() if self.cpu_clock is not None else 0.0
+        self._cpu0 = self.cpu_load() if self.cpu_load is not None else (0.0, 0.0)
         self._bytes = 0
         self._done = 0
         self._demand = False
@@ -144,8 +143,11 @@ class AdaptiveConcurrency:
         if elapsed < max(self.epoch, self._part_seconds) or 2 * self._done < self._limit:
             return
         rate = self._bytes / elapsed if elapsed > 0 else 0.0
-        cpu_bound = (self.cpu_clock is not None and elapsed > 0
-                     and (self.cpu_clock() - self._cpu0) / elapsed >= self.busy * self.cpus)
+        cpu_bound = False
+        if self.cpu_load is not None:
+            busy, total = self.cpu_load()
+            spent = total - self._cpu0[1]
+            cpu_bound = spent > 0 and (busy - self._cpu0[0]) / spent >= self.busy
         self.history.append((now, self._limit, rate))
         demand = self._demand
         self._reset_epoch(now)
@@ -168,11 +170,21 @@ class AdaptiveConcurrency:
             self._best = max(self._best, rate)
 
 
-def _usable_cpus() -> int:
+def _proc_stat() -> tuple[float, float]:
+    with open("/proc/stat", "rb") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    total = sum(fields)
+    return float(total - idle), float(total)
+
+
+def machine_cpu_load() -> Callable[[], tuple[float, float]] | None:
+    """``(busy, total)`` CPU ticks of the whole machine (Linux), or None where that cannot be read."""
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        _proc_stat()
+    except (OSError, ValueError, IndexError):
+        return None
+    return _proc_stat
 
 
 __all__ = ["AdaptiveConcurrency"]
