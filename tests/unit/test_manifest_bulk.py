@@ -208,3 +208,65 @@ def test_bulk_regexes_are_anchored_per_value() -> None:
     with pytest.raises(ManifestError, match="key must be"):
         Manifest.from_dict(doc)
     assert re.fullmatch(r"[0-9a-f]{128}", doc["data_files"]["4"]["file_hash"])
+
+
+def _reference_diff(old: dict[str, str], new: dict[str, str]) -> list[tuple]:
+    """What compare_manifests reports for the data section, computed the plain way ({path: hash})."""
+    out = [("changed", p, None) for p in sorted(old.keys() & new.keys()) if old[p] != new[p]]
+    gone = sorted(old.keys() - new.keys())
+    fresh = sorted(new.keys() - old.keys())
+    for p in gone:
+        match = next((q for q in fresh if new[q] == old[p]), None)
+        if match is not None:
+            fresh.remove(match)
+            out.append(("renamed", p, match))
+        else:
+            out.append(("deleted", p, None))
+    out += [("created", p, None) for p in fresh]
+    order = {"changed": 0, "created": 1, "deleted": 2, "renamed": 3}
+    return sorted(out, key=lambda c: (c[1], order[c[0]]))
+
+
+def _manifest_of(files: list[tuple[str, str]], version: str) -> Manifest:
+    doc = _doc(0)
+    doc["manifest_version"] = version
+    doc["data_files"] = {str(i): {"url": f"https://bk.s3.amazonaws.com/proj/{path}", "version_id": "",
+                                  "file_hash": hashlib.blake2b(content.encode()).hexdigest()}
+                         for i, (path, content) in enumerate(files)}
+    return Manifest.from_dict(doc)
+
+
+@settings(**{**SETTINGS, "max_examples": 300})
+@given(st.integers(0, 60), st.data())
+def test_compare_in_any_order_equals_the_plain_diff(n: int, data: st.DataObject) -> None:
+    from releasecache import compare_manifests
+
+    old = [(f"d/f{i:03d}", f"c{i}") for i in range(n)]
+    new = list(old)
+    for _ in range(data.draw(st.integers(0, 8))):
+        op = data.draw(st.sampled_from(["change", "delete", "create", "rename", "swap", "move"]))
+        if op == "create":
+            new.insert(data.draw(st.integers(0, len(new))), (f"d/new{len(new)}{op}", data.draw(st.sampled_from(
+                ["c1", "c2", "fresh", "c3"]))))
+        elif new:
+            i = data.draw(st.integers(0, len(new) - 1))
+            path, content = new[i]
+            if op == "change":
+                new[i] = (path, content + "x")
+            elif op == "delete":
+                del new[i]
+            elif op == "rename":
+                new[i] = (path + "_moved", content)
+            elif op == "swap":
+                j = data.draw(st.integers(0, len(new) - 1))
+                new[i], new[j] = new[j], new[i]
+            else:
+                new.append(new.pop(i))
+    if len({p for p, _ in new}) != len(new):
+        return  # two files at one path: not a valid manifest
+    a, b = _manifest_of(old, "1.0.0"), _manifest_of(new, "1.1.0")
+    diff = compare_manifests(a, b)
+    old_map = {e.relative_path: e.file_hash for e in a.data_files.values()}
+    new_map = {e.relative_path: e.file_hash for e in b.data_files.values()}
+    got = [(c.kind, c.path, c.new_path) for c in diff.changes if c.section == "data"]
+    assert got == _reference_diff(old_map, new_map)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
@@ -217,13 +218,26 @@ def _rebuild(cls: type, old_version: str, new_version: str, changes: list[Change
 
 
 def _compare_section(old: Mapping[str, FileEntry], new: Mapping[str, FileEntry], section: Section) -> list[Change]:
-    # One pass over each side, no sort of the unchanged paths: linear in the entries (sorting
-    # only what changed), which matters at 100,000 entries.
-    unmatched = {e.relative_path: e for e in old.values()}  # old paths not (yet) seen in new
-    fresh_unsorted: list[FileEntry] = []
+    # Linear, and sorting only what changed. Two versions of a release usually list their files in
+    # the same order: walk both side by side (memory read in order, no table), and pair the
+    # entries that are not at the same place through a table of paths.
     changes: list[Change] = []
+    old_rest: list[FileEntry] = []
+    new_rest: list[FileEntry] = []
+    for a, b in zip(old.values(), new.values()):
+        if a.relative_path == b.relative_path:
+            if a.file_hash != b.file_hash:
+                changes.append(Change("changed", section, b.relative_path, None, a.file_hash, b.file_hash,
+                                      a.version_id, b.version_id, b.name))
+        else:
+            old_rest.append(a)
+            new_rest.append(b)
+    old_rest.extend(islice(old.values(), len(new), None))
+    new_rest.extend(islice(new.values(), len(old), None))
+    unmatched = {e.relative_path: e for e in old_rest}  # old paths not (yet) seen in new
+    fresh_unsorted: list[FileEntry] = []
     pop = unmatched.pop
-    for b in new.values():
+    for b in new_rest:
         a = pop(b.relative_path, None)
         if a is None:
             fresh_unsorted.append(b)
