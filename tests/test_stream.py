@@ -227,6 +227,8 @@ def test_streamed_session_tables_take_few_requests_and_equal_the_local_ones(vbn_
         streamed = (session.get_units(), session.trials, session.stimulus_presentations)
         assert session._handle._nwbfile is None  # h5py only: no pynwb objects built
         fobj = session.stream
+    # anonymous: the ranged GETs are plain unsigned requests (the same ones), no boto3 client needed for them
+    assert fobj.remote is cache.cache.remote.lister is not None
     size = fobj.size
     assert wait_for(lambda: proxy.stats.object_bytes(key) == fobj.bytes_read, timeout=10), (
         proxy.stats.object_bytes(key), fobj.bytes_read)
@@ -257,3 +259,18 @@ def test_a_stream_that_fails_to_open_fails_the_session_call(vbn_bucket, proxy, t
     proxy.clear()
     with cache.get_ecephys_session(1044385384, stream=True) as session:
         assert len(session.get_units()) > 0
+
+
+def test_only_an_anonymous_s3_remote_streams_through_plain_gets(s3_server, tmp_path, monkeypatch):
+    """Signed or specially routed requests stay with boto3; an anonymous bucket URL does not need it."""
+    from releasecache.remote.factory import make_remote
+
+    anonymous = make_remote(bucket="b", endpoint_url=s3_server.endpoint_url)
+    assert anonymous.ranged_reader() is anonymous.lister is not None
+    signed = make_remote(bucket="b", endpoint_url=s3_server.endpoint_url, anonymous=False,
+                         s3_options={"aws_access_key_id": "k", "aws_secret_access_key": "s"})
+    assert signed.ranged_reader() is signed
+    monkeypatch.setenv("AWS_USE_FIPS_ENDPOINT", "true")  # boto3 would route this request elsewhere
+    assert anonymous.ranged_reader() is anonymous
+    mirror = LocalRemote(tmp_path)
+    assert mirror.ranged_reader() is mirror

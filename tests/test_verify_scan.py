@@ -152,3 +152,31 @@ def test_gc_dry_run_keeps_a_version_used_within_the_window(tmp_path, toy_bucket)
     [rec] = [r for r in dry.manifests if r["name"] == v1]
     assert not rec["kept"] and rec["blobs"] == len(only_v1)
     assert all(cache.store.has_own_blob(h) for h in only_v1)
+
+
+def test_fast_verify_parses_a_saved_manifest_again_only_when_it_changed(filled):
+    cache = filled
+    saved = cache.cache_dir / "manifests" / cache.manifest.name
+    assert cache.verify().manifests_checked == 1  # parsed, and recorded as parsed
+    record = cache.store.stamps_dir / "manifests-parsed.json"
+    assert cache.manifest.name in record.read_text()
+    good = saved.read_bytes()
+    st = os.stat(saved)
+    # emptied in place (size changes): parsed again, found damaged
+    with open(saved, "r+b") as fh:
+        fh.truncate(0)
+    report = cache.verify()
+    assert [d["name"] for d in report.damaged_manifests] == [cache.manifest.name]
+    # rewritten in place to the same size, mtime restored: the fast mode trusts it (as it trusts
+    # a blob's stamp); the full mode parses every manifest and finds it
+    with open(saved, "r+b") as fh:
+        fh.write(good)
+    assert cache.verify().ok  # parsed (it changed), fine, recorded again
+    os.utime(saved, ns=(st.st_atime_ns, os.stat(saved).st_mtime_ns))
+    st = os.stat(saved)
+    with open(saved, "r+b") as fh:
+        fh.write(good[:1] + b"X" + good[2:])
+    os.utime(saved, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cache.verify().damaged_manifests == []
+    full = cache.verify(mode="full")
+    assert [d["name"] for d in full.damaged_manifests] == [cache.manifest.name]

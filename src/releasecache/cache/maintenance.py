@@ -29,7 +29,7 @@ def verify_cache(cache: "CloudCache", manifest: "str | Manifest | None" = None, 
                  max_seconds: float | None = None, max_bytes: int | None = None, resume: bool = True,
                  fix_permissions: bool = False) -> "VerifyReport":
     """Parse (and, online, repair) the saved manifests, then verify blobs (see ``CloudCache.verify``)."""
-    checked, damaged = catalogue.check_saved_manifests(cache.store)
+    checked, damaged = catalogue.check_saved_manifests(cache.store, trust_unchanged=mode == "fast")
     catalogue.repair_saved_manifests(cache.store, cache.remote, cache.project, damaged)
     report = verify.verify(cache.store, manifest_arg(cache, manifest), mode=mode, max_seconds=max_seconds,
                            max_bytes=max_bytes, resume=resume, fix_permissions=fix_permissions)

@@ -57,7 +57,6 @@ def relpath_within(root: Path, relative: str) -> Path:
 # All paths of a manifest at once, joined by "\n": a few C-level scans instead of a Python call per
 # path. Conservative: anything unusual (a segment of 64 characters or more, a path of 256 or more)
 # sends the caller to check_relative_path, path by path, which also gives the exact error.
-_CONTROL_BUT_NEWLINE_OR_BACKSLASH = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\\]")
 _DRIVES = re.compile(r"^[A-Za-z]:", re.MULTILINE)
 
 
@@ -70,13 +69,15 @@ def all_plainly_safe(paths: list[str]) -> bool:
     """
     try:
         joined = "\n".join(paths)
-        joined.encode("utf-8")  # a lone surrogate anywhere
-    except (TypeError, UnicodeEncodeError):
-        return False
-    if not paths or joined.count("\n") != len(paths) - 1:  # a path holding "\n" would split in two
+        # str.isprintable is False for every control character (also "\n", so no path splits in
+        # two below) and for lone surrogates; it also refuses a few exotic printable-looking
+        # characters, which only sends those paths to the one-by-one check.
+        if not paths or not all(map(str.isprintable, paths)) or "\\" in joined:
+            return False
+    except TypeError:
         return False
     longest = max(map(len, paths))
-    if longest >= 256 or _CONTROL_BUT_NEWLINE_OR_BACKSLASH.search(joined):
+    if longest >= 256:
         return False
     if longest >= 64 and max(map(len, joined.replace("\n", "/").split("/"))) >= 64:
         return False

@@ -29,10 +29,8 @@ _VHOST_BUCKETS: dict[str, str] = {}  # host -> its bucket ("" if not virtual-hos
 # Many URLs joined by "\n": virtual-hosted http(s) with a key of at least two segments and none of
 # the characters that need urlsplit or unquote. Groups: host, key, key below its first segment.
 _PLAIN_URL_LINE = re.compile(r"^(?i:https?)://([A-Za-z0-9.\-]+)/([^/\n?#;@%]+/([^\n?#;@%]+))$", re.MULTILINE)
-_URL_CONTROL_OR_BACKSLASH = re.compile(r"[\x00-\x09\x0b-\x1f\\]")
 # The first URL's scheme and host ("site"), its host, and its key's first segment with its "/".
 _PLAIN_URL_HEAD = re.compile(r"((?i:https?)://([A-Za-z0-9.\-]+)/)([^/\n?#;@%]+/)")
-_NEEDS_URLSPLIT = re.compile(r"[?#;@%]")
 
 
 @dataclass(frozen=True)
@@ -101,9 +99,10 @@ def parse_plain_s3_urls(urls: list[str]) -> list[tuple[str, str, str]] | None:
     """
     try:
         joined = "\n".join(urls)
+        # no control character (so no URL holds "\n" either) and no backslash in any URL
+        if not urls or not all(map(str.isprintable, urls)) or "\\" in joined:
+            return None
     except TypeError:
-        return None
-    if not urls or joined.count("\n") != len(urls) - 1 or _URL_CONTROL_OR_BACKSLASH.search(joined):
         return None
     head = _PLAIN_URL_HEAD.match(joined)
     if head is None:
@@ -111,7 +110,8 @@ def parse_plain_s3_urls(urls: list[str]) -> list[tuple[str, str, str]] | None:
     site, host, prefix = head.group(1), head.group(2), head.group(3)
     if joined.count("\n" + site) == len(urls) - 1:  # one host for all (a release's usual case)
         keys_joined = joined[len(site):].replace("\n" + site, "\n")
-        if _NEEDS_URLSPLIT.search(keys_joined):
+        if "?" in keys_joined or "#" in keys_joined or ";" in keys_joined or "@" in keys_joined \
+                or "%" in keys_joined:  # the characters that need urlsplit or unquote
             return None
         keys = keys_joined.split("\n")
         hosts = [host]

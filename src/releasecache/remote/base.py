@@ -121,6 +121,14 @@ class Remote(ABC):
         """
         return None
 
+    def ranged_reader(self) -> "Remote":
+        """The remote to make many small ranged reads of single objects through (a stream).
+
+        Usually this one; a remote whose requests are expensive to set up may
+        name a lighter one that sends the same requests.
+        """
+        return self
+
     def describe(self) -> str:
         """A short human description, for messages."""
         return type(self).__name__

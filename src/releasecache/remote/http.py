@@ -243,8 +243,12 @@ class HttpRemote(Remote):
         url = self.url_for(location.key)
         params = {"versionId": location.version_id} if (self.send_version_id and location.version_id) else None
         what = f"HEAD {url}"
-        response = self._get(url, what, method="HEAD", params=params, allow_redirects=True,
-                             context={"key": location.key, "version_id": location.version_id})
+        try:
+            response = self._get(url, what, method="HEAD", params=params, allow_redirects=True,
+                                 context={"key": location.key, "version_id": location.version_id})
+        except RemoteAccessError:
+            # Some S3-compatible servers refuse anonymous HEAD but allow GET: ask for one byte.
+            return super().stat(location)
         response.close()
         length = _length(response)
         if length is None:

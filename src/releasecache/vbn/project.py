@@ -13,7 +13,6 @@ import logging
 import operator
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
@@ -323,8 +322,8 @@ class ProjectCache:
         """Build a session over the verified local file, or over a ranged-read stream.
 
         ``make_kwargs()`` gives the session's other arguments. When streaming, it
-        runs (and the HDF5 reader is imported) while the stream's first request
-        is on the network, which it waits for anyway.
+        runs (and the HDF5 reader is imported) in a helper thread while the
+        stream's first request is on the network.
         """
         if not stream:
             session = factory(self.cache.download_data(file_id), **make_kwargs())
@@ -333,16 +332,18 @@ class ProjectCache:
         from .nwb import prepare_reader  # noqa: PLC0415 - a start that only reads tables needs no session code
         from .streaming import open_data  # noqa: PLC0415 - nor stream code
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-stream-open") as pool:
-            opening = pool.submit(open_data, self.cache, file_id, prefer_local=True)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rc-session-args") as pool:
+            gathering = pool.submit(lambda: (make_kwargs(), prepare_reader())[0])
             try:
-                kwargs = make_kwargs()
-                prepare_reader()
+                remote_file = open_data(self.cache, file_id, prefer_local=True)
             except BaseException:
-                with suppress(Exception):  # the stream opened anyway: close it; the error above is the news
-                    opening.result().close()
+                gathering.cancel()
                 raise
-            remote_file = opening.result()
+            try:
+                kwargs = gathering.result()
+            except BaseException:
+                remote_file.close()
+                raise
         session = factory(remote_file, **kwargs)
         close_session = session.close
 

@@ -48,7 +48,8 @@ def open_entry(cache: "CloudCache", entry: FileEntry, *, prefer_local: bool = Fa
     if cache.remote is None:
         raise OfflineError(f"cannot stream {entry.relative_path}: this cache is offline and the file is not cached")
     options.setdefault("expected_hash", entry.file_hash)  # a file read in order to its end is then verified
-    fobj = RemoteFile(cache.remote, entry.location, size=entry.size, name=entry.relative_path, **options)
+    fobj = RemoteFile(cache.remote.ranged_reader(), entry.location, size=entry.size, name=entry.relative_path,
+                      **options)
     note_used(cache, entry, streamed=True)
     return fobj
 
