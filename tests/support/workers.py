@@ -131,6 +131,9 @@ def constrained_fetch(settings: dict[str, Any]) -> None:
     try:
         cache = open_cache(settings)  # imports everything while the interpreter's files are readable
         if settings.get("drop_to_uid") is not None:
+            # ... including the transport, which a cache builds on its first request (the
+            # interpreter lives where the unprivileged user cannot read)
+            getattr(cache.remote, "client", None)
             os.setgid(int(settings["drop_to_gid"]))
             os.setuid(int(settings["drop_to_uid"]))
         path = cache.download_data(settings["file_id"])

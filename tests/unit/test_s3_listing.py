@@ -50,6 +50,11 @@ def test_an_aws_config_that_changes_the_endpoint_leaves_the_listing_to_boto3(mon
     assert S3Remote("my-bucket").listing_url() == "https://my-bucket.s3.us-west-2.amazonaws.com"
 
 
+def test_without_a_region_boto3_finds_it_and_lists():
+    assert S3Remote("my-bucket", region=None).listing_url() is None
+    assert S3Remote("my-bucket", region=None, endpoint_url="http://127.0.0.1:9000").listing_url() is not None
+
+
 def test_a_bucket_that_is_not_a_dns_label_is_left_to_boto3():
     assert S3Remote("my.dotted.bucket").listing_url() is None
     assert S3Remote("my.dotted.bucket", endpoint_url="http://127.0.0.1:9000").listing_url() == \

@@ -221,16 +221,16 @@ class S3Remote(Remote):
         boto3 would send: path-style below a custom endpoint, virtual-hosted on
         AWS (``AWS_CA_BUNDLE`` verifies it, as for boto3). boto3 lists when
         anything it would honour differs: credentials, an endpoint or a
-        FIPS/dual-stack setting from the environment or the AWS config file, a
-        bucket name that is not a plain DNS label.
+        FIPS/dual-stack setting from the environment or the AWS config file, no
+        region given, a bucket name that is not a plain DNS label.
         """
         if not self.anonymous or self.bucket is None or any(os.environ.get(k) for k in BOTO_ONLY_ENV):
             return None
         if self.endpoint_url:
             return f"{self.endpoint_url.rstrip('/')}/{quote(self.bucket)}"
-        if not _DNS_BUCKET.fullmatch(self.bucket) or _aws_config_overrides():
-            return None
-        return f"https://{self.bucket}.s3.{self.region or 'us-east-1'}.amazonaws.com"
+        if self.region is None or not _DNS_BUCKET.fullmatch(self.bucket) or _aws_config_overrides():
+            return None  # (without a region, boto3 finds it in the environment or the config)
+        return f"https://{self.bucket}.s3.{self.region}.amazonaws.com"
 
     def ranged_reader(self) -> Remote:
         """The unsigned lister while :meth:`listing_url` allows it, else this remote.
