@@ -717,6 +717,15 @@ class Transfer:
             if ended:
                 layout.ended()
 
+    @staticmethod
+    def _open_for_hashing(sink: Sink) -> int:
+        """A read-only descriptor of the partial file (some FUSE filesystems cannot read through the
+        one parts are written with, whatever its flags)."""
+        try:
+            return os.open(sink.path, os.O_RDONLY | _NOFOLLOW)
+        except OSError as exc:
+            raise StorageError.from_os_error(exc, f"cannot read {sink.path}", path=str(sink.path)) from None
+
     def _window(self) -> int:
         """Parts one file may fetch ahead of its hashing position."""
         return self.config.window or 2 * self.limiter.limit + 2
@@ -753,6 +762,7 @@ class Transfer:
         buf = self._buffer()
         view = memoryview(buf)
         recorded, recorded_bytes = time.monotonic(), 0  # when the sidecar was last written, and what it held
+        read_fd: int | None = None
         try:
             while pos < size:
                 seen = layout.finished  # read first: a fetch that ends after this wakes the wait below
@@ -782,7 +792,13 @@ class Transfer:
                             self._give_part_buffer(piece.buffer)
                             piece.buffer = None
                         continue
-                    n = os.preadv(sink.fd, [view[:min(STREAM_READ, stop - pos)]], pos)
+                    if read_fd is None:
+                        read_fd = self._open_for_hashing(sink)
+                    try:
+                        n = os.preadv(read_fd, [view[:min(STREAM_READ, stop - pos)]], pos)
+                    except OSError as exc:
+                        raise StorageError.from_os_error(exc, f"cannot read {sink.path}",
+                                                         path=str(sink.path)) from None
                     if not n:
                         raise IntegrityError("partial file is shorter than its parts say")
                     hasher.update(view[:n])
@@ -831,6 +847,8 @@ class Transfer:
             cancel.release()
             view.release()
             self._recycle(buf)
+            if read_fd is not None:
+                os.close(read_fd)
             for piece in to_fetch:  # parts not hashed (a failure): their buffers go back
                 if piece.buffer is not None:
                     self._give_part_buffer(piece.buffer)
