@@ -152,6 +152,13 @@ def test_gc_dry_run_keeps_a_version_used_within_the_window(tmp_path, toy_bucket)
     [rec] = [r for r in dry.manifests if r["name"] == v1]
     assert not rec["kept"] and rec["blobs"] == len(only_v1)
     assert all(cache.store.has_own_blob(h) for h in only_v1)
+    # with the version not kept loaded (its parsed copy stands in for the saved file), the same
+    load(cache, v1)
+    again = cache.gc(keep=[v3], window_days=0)
+    def what(report):
+        return [(r["name"], r["kept"], r["blobs"], r["bytes"]) for r in report.manifests]
+
+    assert set(again.deleted_blobs) == only_v1 and what(again) == what(dry)
 
 
 def test_fast_verify_parses_a_saved_manifest_again_only_when_it_changed(filled):

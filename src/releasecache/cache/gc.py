@@ -153,7 +153,8 @@ def _ago(days: float) -> str:
 
 
 def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True,
-       partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS, window_days: float | None = None) -> GCReport:
+       partial_age_days: float | None = DEFAULT_PARTIAL_AGE_DAYS, window_days: float | None = None,
+       parsed: "list[Manifest] | tuple[Manifest, ...]" = ()) -> GCReport:
     """Delete what the ``keep`` manifests do not need. See the module documentation.
 
     Parameters
@@ -171,6 +172,8 @@ def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True
     window_days
         Also keep every manifest anybody used within this many days (default:
         ``$RELEASECACHE_GC_WINDOW_DAYS``, else 30). 0 keeps only ``keep``.
+    parsed
+        Saved manifests the caller already parsed (the loaded one): not read again.
     """
     if not dry_run and store.read_only:
         raise StorageError(errno.EROFS, f"cache {store.root} is read-only; gc cannot delete anything")
@@ -178,7 +181,7 @@ def gc(store: Store, keep: list[Manifest], project: str, *, dry_run: bool = True
     window = resolve_window(window_days)
     now = time.time()
     report = GCReport(dry_run=dry_run, kept=sorted(m.name or m.view_dir_name for m in keep), window_days=window)
-    all_manifests = downloaded_manifests(store, {m.name: m for m in keep if m.name})
+    all_manifests = downloaded_manifests(store, {m.name: m for m in (*parsed, *keep) if m.name})
     uses = read_usage(store)
     needed: set[str] = set()
     keep_views = {m.view_dir_name for m in keep}

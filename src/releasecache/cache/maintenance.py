@@ -48,8 +48,10 @@ def gc_cache(cache: "CloudCache", keep: "Iterable[str | Manifest] | str | Manife
     elif isinstance(keep, (str, Manifest)):
         keep = [keep]
     kept = [manifest_arg(cache, m) for m in keep]
+    loaded = cache.loaded_manifest
     return gc.gc(cache.store, [m for m in kept if m is not None], cache.project, dry_run=dry_run,
-                 partial_age_days=partial_age_days, window_days=window_days)
+                 partial_age_days=partial_age_days, window_days=window_days,
+                 parsed=[loaded] if loaded is not None else [])
 
 
 __all__ = ["gc_cache", "manifest_arg", "verify_cache"]

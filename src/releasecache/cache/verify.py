@@ -6,7 +6,10 @@ and :mod:`releasecache.cache.gc`):
 
 * :func:`verify` re-checks blobs. ``mode="fast"`` compares each blob's size and
   its publish-time stamp (see :mod:`releasecache.store.stamps`) and hashes only blobs
-  whose stamp is missing or differs; ``mode="full"`` hashes every byte. A
+  whose stamp is missing or differs (one directory scan, one ``lstat`` and one
+  stamp read per blob; the same ``lstat`` serves the mode check below), and it
+  parses a saved manifest again only if its size, mtime or inode changed since
+  it last parsed; ``mode="full"`` hashes every byte and parses every manifest. A
   corrupt blob is moved to ``<cache>/.quarantine/`` (under its lock) and every
   view link to it is removed, so the next access downloads it again; a view
   link that points at the wrong blob is repaired.

@@ -9,6 +9,7 @@
       .partial/<h>  .partial/<h>.json          resumable downloads and their sidecars
       .locks/<h>.lock  .locks/<h>.owner        per-blob inter-process locks and who holds them
       .stamps/<h[:2]>/<h>                      (size, mtime_ns, inode) recorded when the blob was verified
+      .stamps/manifests-parsed.json            (size, mtime_ns, inode) of each saved manifest when it last parsed
       .quarantine/                             blobs that failed verify(), moved aside for inspection
       .usage/<manifest name>                   when each manifest was last used (mtime; gc's window, the budget)
       state                                    last used manifest per project
