@@ -45,6 +45,11 @@ class AdaptiveConcurrency:
         epoch CPU-bound. The default reads ``/proc/stat`` where there is one.
     busy
         Fraction of the machine's CPU time busy in an epoch that counts as CPU-bound.
+    short_maximum, long_link
+        The limit stays within ``short_maximum`` (default ``maximum``) unless the shortest wait
+        for a response's headers (:meth:`waited`) is at least ``long_link`` seconds: only a long
+        link (across regions, a laptop's) needs more parts than that; on loopback and in-region
+        the CPU is the limit well before, and the first epochs' warm-up can look like a gain.
 
     Attributes
     ----------
@@ -57,7 +62,7 @@ class AdaptiveConcurrency:
     def __init__(self, start: int = 4, minimum: int = 2, maximum: int = 32, *, epoch: float = 0.25,
                  growth: float = 1.25, clock: Callable[[], float] = time.monotonic,
                  cpu_load: Callable[[], tuple[float, float]] | None = None,
-                 busy: float = 0.9) -> None:
+                 busy: float = 0.9, short_maximum: int | None = None, long_link: float = 0.015) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError("need 1 <= minimum <= maximum")
         self.minimum, self.maximum = minimum, maximum
@@ -65,6 +70,9 @@ class AdaptiveConcurrency:
         self.epoch, self.growth, self.clock = epoch, growth, clock
         self.cpu_load = cpu_load if cpu_load is not None else machine_cpu_load()
         self.busy = busy
+        self.short_maximum = min(maximum, short_maximum or maximum)
+        self.long_link = long_link
+        self.shortest_wait: float | None = None  # seconds from a request to its headers, the least seen
         self.in_flight = 0
         self.peak = 0
         self.history: list[tuple[float, int, float]] = []
@@ -127,6 +135,16 @@ class AdaptiveConcurrency:
             self._maybe_adapt()
             self._cond.notify_all()
 
+    def waited(self, seconds: float) -> None:
+        """A request waited ``seconds`` for its response's headers (a round trip and the server's time)."""
+        with self._cond:
+            if self.shortest_wait is None or seconds < self.shortest_wait:
+                self.shortest_wait = seconds
+
+    def _ceiling(self) -> int:
+        long = self.shortest_wait is not None and self.shortest_wait >= self.long_link
+        return self.maximum if long else self.short_maximum
+
     def throttled(self) -> None:
         """The server pushed back (SlowDown, 503, a reset): halve the limit and measure again."""
         with self._cond:
@@ -151,7 +169,8 @@ class AdaptiveConcurrency:
         self.history.append((now, self._limit, rate))
         demand = self._demand
         self._reset_epoch(now)
-        if not demand or self._settled >= 2 or self._limit >= self.maximum:
+        ceiling = self._ceiling()
+        if not demand or self._settled >= 2 or self._limit >= ceiling:
             return
         if cpu_bound:
             self.cpu_bound_epochs += 1
@@ -164,7 +183,7 @@ class AdaptiveConcurrency:
             self._best = rate
             self._settled = 0
             step = self._limit if doubling else max(1, self._limit // 2)
-            self._limit = min(self.maximum, self._limit + step)
+            self._limit = min(ceiling, self._limit + step)
         else:
             self._settled += 1
             self._best = max(self._best, rate)

@@ -20,7 +20,7 @@ class TransferConfig:
         so a small file costs exactly one request.
     max_parts_in_flight
         Ranged GETs running at once across all files of one cache. ``None`` (the
-        default): found while downloading, starting at 16, growing while the measured
+        default): found while downloading, starting at 12, growing while the measured
         throughput grows, halving when the server pushes back (``SlowDown``, 5xx,
         resets), never above ``max_parts``
         (:class:`~releasecache.transfer.concurrency.AdaptiveConcurrency`). A number
@@ -47,9 +47,10 @@ class TransferConfig:
         of one cache (in flight or waiting to be hashed), so they never exceed
         ``max_buffered_parts * part_size`` (96 MiB by default). A part with a
         buffer is read into it, written once (``O_DIRECT`` where aligned) and hashed
-        from memory; parts in flight beyond the budget stream to disk through a
-        512 KiB read buffer each and are hashed from the page cache, so more parts in
-        flight cost little memory.
+        from memory; when the adaptive limit is above the budget (a link that needs
+        more parts than there are buffers), parts in flight beyond it stream to disk
+        through a 512 KiB read buffer each and are hashed from the page cache, so
+        more parts in flight cost little memory.
     max_parts
         The most parts in flight at once across all files of one cache: the ceiling
         of the adaptive limit, the part pool's threads and the connection pool's size

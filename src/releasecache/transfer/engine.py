@@ -59,7 +59,7 @@ log = logging.getLogger("releasecache")
 READ_SIZE = MiB  # bytes per socket read: small enough for smooth progress and prompt cancels
 STREAM_READ = 512 * 1024  # bytes per write of a streamed part: its whole memory
 # Parts in flight at first: a long capped link needs them at once, and loopback loses little with them.
-START_PARTS = 16
+START_PARTS = 12  # = the part buffers: where the CPU is the limit, nothing streams
 SIDECAR_EVERY = 1.0  # seconds between sidecar updates while parts stream in
 Progress = Callable[[int], None]
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -108,7 +108,8 @@ def _limiter(config: TransferConfig) -> AdaptiveConcurrency:
     if config.max_parts_in_flight:
         n = min(config.max_parts_in_flight, budget)
         return AdaptiveConcurrency(start=n, minimum=n, maximum=n)
-    return AdaptiveConcurrency(start=min(START_PARTS, budget), minimum=min(2, budget), maximum=budget)
+    return AdaptiveConcurrency(start=min(START_PARTS, budget), minimum=min(2, budget), maximum=budget,
+                               short_maximum=config.max_buffered_parts)
 
 
 class Transfer:
@@ -218,7 +219,10 @@ class Transfer:
         """
         self._in_flight(cancel)
         try:
-            return remote.get_range(entry.location, start, end)
+            asked = time.monotonic()
+            response = remote.get_range(entry.location, start, end)
+            self.limiter.waited(time.monotonic() - asked)
+            return response
         except TransientRemoteError:
             self.limiter.throttled()
             self.limiter.release()
@@ -772,10 +776,19 @@ class Transfer:
                        and to_fetch[next_submit].start < horizon):
                     # Wait for a memory slot only while no part of this file runs: a running
                     # part gives its slot back without waiting for anything this thread does.
-                    if not self._take_slot(blocking=not futures):
-                        break
                     piece = to_fetch[next_submit]
-                    piece.buffer = self._part_buffer()  # None beyond the memory budget: it streams
+                    buffer = self._part_buffer()
+                    if (buffer is None and self.limiter.limit <= cfg.max_buffered_parts
+                            and (futures or any(p.buffer is not None for p in to_fetch[:next_submit]))):
+                        # Out of part buffers while the limit is within the budget: the hash, not the
+                        # link, is behind (loopback, in-region). Streaming would only add copying;
+                        # wait for this file's parts instead (a file holding none streams, never waits).
+                        break
+                    if not self._take_slot(blocking=not futures):
+                        if buffer is not None:
+                            self._give_part_buffer(buffer)
+                        break
+                    piece.buffer = buffer  # None beyond the memory budget: it streams
                     fut = self.pool.submit(self._fetch_part, remote, entry, sink, layout, piece, progress, cancel)
                     futures[fut] = piece
                     next_submit += 1
