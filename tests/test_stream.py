@@ -74,6 +74,10 @@ def _cache(tmp_path, bucket, endpoint_url, name):
     return cache
 
 
+#: What a stream of unknown size reads with its first request (RemoteFile's default head).
+HEAD = 1024 * 1024
+
+
 def test_stream_units_and_trials_reads_a_small_fraction(nwb_release, proxy, tmp_path, capsys):
     bucket, names, versions = nwb_release
     cache = _cache(tmp_path, bucket, proxy.url, names[0])
@@ -90,7 +94,8 @@ def test_stream_units_and_trials_reads_a_small_fraction(nwb_release, proxy, tmp_
     assert len(units) == UNITS["0.1.0"] and len(trials) == 120
     assert list(units["quality"][:3]) == ["noise", "good", "good"]
     assert len(units["spike_times"].iloc[5]) == 350 and trials["go"].sum() == 60
-    assert fraction < 0.10, f"streamed {fraction:.1%} of the file"
+    # the first request brings the head (1 MiB, what HDF5 reads first); beyond it, a small fraction
+    assert nbytes - HEAD < 0.10 * size, f"streamed {fraction:.1%} of the file"
     # what the reader counted is what crossed the wire (the proxy counts a body once it has written
     # it, which may be just after the reader has it: wait for the count, do not race it)
     assert wait_for(lambda: proxy.stats.bytes_sent == nbytes, timeout=10), (proxy.stats.bytes_sent, nbytes)
@@ -120,7 +125,7 @@ def test_session_tables_from_a_stream_read_a_small_fraction_in_few_requests(nwb_
         assert session._handle._nwbfile is None
     assert wait_for(lambda: proxy.stats.bytes_sent == fobj.bytes_read, timeout=10)
     assert proxy.stats.gets() == fobj.requests <= 3, fobj.requests
-    assert fobj.bytes_read < 0.08 * path.stat().st_size, fobj.bytes_read
+    assert fobj.bytes_read - HEAD < 0.08 * path.stat().st_size, fobj.bytes_read
     with EcephysSession(path) as local:
         pd.testing.assert_frame_equal(units, local.get_units(), check_exact=True)
         pd.testing.assert_frame_equal(trials, local.trials, check_exact=True)

@@ -79,11 +79,12 @@ class RemoteFile(io.RawIOBase):
         metadata reads then need few requests, and each costs little more than its
         round trip.
     head_bytes, tail_bytes
-        Read when the file is opened, in one request each, in the background:
-        HDF5 keeps most of its metadata (superblock, object headers, B-trees,
-        heaps) near the start, and what was written last near the end. At most
-        1/32 (head) and 1/64 (tail) of the file; reads wait only for the blocks
-        they need.
+        Read when the file is opened, in one request each: HDF5 keeps most of
+        its metadata (superblock, object headers, B-trees, heaps) near the start,
+        and what was written last near the end. If ``size`` is not given, the head
+        comes with the first request, which also tells the size; otherwise at most
+        1/32 of the file (head) is read, in the background. The tail is at most
+        1/64 of the file, in the background. Reads wait only for the blocks they need.
     max_readahead
         Largest single request while reads are sequential.
     cache_bytes
@@ -105,7 +106,7 @@ class RemoteFile(io.RawIOBase):
         Bytes fetched from the remote so far (not bytes returned to the reader).
     requests : int
         Ranged GETs made so far. If the size was not given, the first GET (of
-        the first block, which HDF5 reads first anyway) also tells the size.
+        the head, which HDF5 reads first anyway) also tells the size.
     """
 
     verified = False
@@ -149,7 +150,7 @@ class RemoteFile(io.RawIOBase):
         self._count_lock = threading.Lock()  # counters and the in-order hash: background fetches too
         self._pending: list[tuple[int, int, threading.Thread, list]] = []  # background fetches
         if size is None:
-            size = self._probe()
+            size = self._probe(max(block_size, head_bytes // block_size * block_size))
         self.size = int(size)
         if self._hasher is not None and self._hashed >= self.size:  # all of it came with the probe
             self._hash_complete()
@@ -282,7 +283,9 @@ class RemoteFile(io.RawIOBase):
         bs = self.block_size
         n_blocks = (self.size + bs - 1) // bs
         head = max(1, min(head_bytes, self.size // 32) // bs) if self.size else 0
-        first_missing = 1 if 0 in self._blocks else 0
+        first_missing = 0
+        while first_missing in self._blocks:  # the probe brought the head, or part of it
+            first_missing += 1
         if head > first_missing:
             self._background(first_missing, min(head, n_blocks))
         tail_first = max(head, (self.size - min(tail_bytes, self.size // 64)) // bs)
@@ -320,11 +323,17 @@ class RemoteFile(io.RawIOBase):
     def _context(self, **extra: Any) -> dict[str, Any]:
         return {"path": self.name, "key": self.location.key, "version_id": self.location.version_id, **extra}
 
-    def _probe(self) -> int:
-        """Learn the size from a GET of the first block (kept: HDF5 reads its superblock first)."""
+    def _probe(self, nbytes: int) -> int:
+        """Learn the size from a GET of the first ``nbytes`` (kept: HDF5 reads its head first).
+
+        Asking for the whole head here, not one block, saves the round trip of a
+        second request for the rest of it; a file smaller than 32 heads is then read
+        up to one head (1 MiB by default), which the data files of a real release
+        (hundreds of MB to GB each) never are.
+        """
         try:
             self.size = 1 << 62  # unknown until the answer; bounds nothing in _fetch
-            data, total = self._fetch(0, self.block_size - 1, exact=False)
+            data, total = self._fetch(0, nbytes - 1, exact=False)
         except DownloadError as exc:
             if isinstance(exc.__cause__, RangeNotSatisfiable):
                 return self._size_after_416(exc)
@@ -333,9 +342,9 @@ class RemoteFile(io.RawIOBase):
             raise DownloadError(f"streaming {self.name}: the server did not report the object's size").with_context(
                 **self._context())
         if data:
-            self._blocks[0] = data
+            self._store_run(0, data)
             self._note_hashed(0, data)
-        self._last_block = 0
+        self._last_block = max(0, (len(data) - 1) // self.block_size)
         return total
 
     def _size_after_416(self, exc: DownloadError) -> int:
